@@ -1,0 +1,963 @@
+"""The circuit breaker: config, sans-I/O state machine, and the runtime object.
+
+Shape (the same for every stalwart strategy):
+
+* :class:`BreakerConfig`, a frozen, validated config;
+* :class:`BreakerCore`, the state machine. It is told the time and the outcomes and
+  answers "may this call start?". It never reads a clock, locks, sleeps or calls user code;
+* :class:`CircuitBreaker`, which pairs the core with a clock, a lock held only for
+  bookkeeping, counters and listeners. Decorators, ``with`` blocks and ``call``/``acall``
+  are thin drivers over it (``_drivers.py``).
+
+Tickets. Every permitted call gets an integer ticket: the epoch of the closed period it
+ran in, or its own number as a half-open probe. An outcome only moves the state machine
+if its ticket is still current, so a call admitted before the breaker opened cannot close
+it later by succeeding, and a probe whose lease expired cannot count twice.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import os
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, ParamSpec, TypedDict, TypeVar, Unpack
+
+from . import _drivers
+from ._clock import SYSTEM_CLOCK, Clock
+from ._errors import CircuitOpenError, ConfigError
+from ._events import (
+    CallFailed,
+    CallIgnored,
+    CallRejected,
+    CallSucceeded,
+    Event,
+    EventHub,
+    Listener,
+    SlowCall,
+    StateTransition,
+)
+from ._outcome import Outcome, compile_filter, default_retry_after
+from ._registry import Registry
+from ._types import ExceptionFilter, RetryAfterFrom, State
+from ._validate import callable_or_none, optional_positive, positive, ratio, whole
+from ._window import CountWindow, TimeWindow, Window
+
+__all__ = (
+    "DEFAULT_FAILURE_THRESHOLD",
+    "DEFAULT_HALF_OPEN_MAX_CALLS",
+    "DEFAULT_MAX_RECOVERY_TIMEOUT",
+    "DEFAULT_MINIMUM_CALLS",
+    "DEFAULT_RECOVERY_TIMEOUT",
+    "DEFAULT_SUCCESS_THRESHOLD",
+    "DEFAULT_WINDOW",
+    "DISABLE_ENV",
+    "BreakerConfig",
+    "BreakerCore",
+    "BreakerOptions",
+    "BreakerSnapshot",
+    "CircuitBreaker",
+    "PollHint",
+    "PollIntervals",
+    "circuit_breaker",
+    "circuit_breakers",
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_FAILURE_THRESHOLD = 5
+"""Consecutive failures that open a breaker in the default (consecutive) mode."""
+DEFAULT_RECOVERY_TIMEOUT = 30.0
+"""Seconds a breaker stays open before it lets probes through."""
+DEFAULT_MAX_RECOVERY_TIMEOUT = 600.0
+"""Cap on the grown open duration when ``recovery_backoff`` > 1 and no cap is given."""
+DEFAULT_SUCCESS_THRESHOLD = 1
+"""Successful probes needed to close a half-open breaker."""
+DEFAULT_HALF_OPEN_MAX_CALLS = 1
+"""Probes allowed in flight at once while half-open."""
+DEFAULT_WINDOW = 100
+"""Calls in the count-based window of the failure-rate and slow-call modes."""
+DEFAULT_MINIMUM_CALLS = 20
+"""Calls the window must hold before a rate can open the breaker."""
+DISABLE_ENV = "STALWART_DISABLE_CIRCUIT_BREAKERS"
+"""Set to 1/true/yes/on to make every breaker created afterwards a pass-through."""
+
+_STRATEGY = "circuit_breaker"
+# Module constants: reading an enum member off its class costs ~50 ns in CPython 3.11.
+_CLOSED, _OPEN, _HALF_OPEN = State.CLOSED, State.OPEN, State.HALF_OPEN
+_DISABLED, _FORCED_OPEN = State.DISABLED, State.FORCED_OPEN
+_REJECTED = -1
+_UNTRACKED = 0  # disabled pass-through: totals only
+_ENV_TRUE = ("1", "true", "yes", "on")
+_ENV_FALSE = ("", "0", "false", "no", "off")
+# The fast path counts successes with itertools.count, atomic only under the GIL.
+_HAS_GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollIntervals:
+    """Seconds between polls a client should use in each situation (seed 000's table)."""
+
+    fast: float = 5.0
+    """Closed (or disabled): the dependency works."""
+    medium: float = 15.0
+    """Half-open: recovery is being tested."""
+    slow: float = 60.0
+    """Open."""
+    very_slow: float = 120.0
+    """Open after more than ``very_slow_after`` failed recoveries in a row."""
+    very_slow_after: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("fast", "medium", "slow", "very_slow"):
+            positive(f"poll_intervals.{name}", getattr(self, name))
+        whole("poll_intervals.very_slow_after", self.very_slow_after, minimum=0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerConfig:
+    """Validated settings of a circuit breaker. See docs/circuit-breaker.md."""
+
+    failure_threshold: int | None = None
+    """Consecutive failures that open the breaker (default mode; 5 unless a rate is set)."""
+    failure_rate: float | None = None
+    """Open when this fraction of the window's calls failed (rate mode, excludes the above)."""
+    window: int | None = None
+    """Count-based window: the last N calls (default 100 in rate or slow-call mode)."""
+    window_duration: float | None = None
+    """Time-based window: the calls of the last N seconds (excludes ``window``)."""
+    minimum_calls: int = DEFAULT_MINIMUM_CALLS
+    """Calls the window must hold before a rate is judged."""
+    slow_call_duration: float | None = None
+    """A call taking at least this many seconds is slow."""
+    slow_call_rate: float = 1.0
+    """Open when this fraction of the window's calls was slow (needs slow_call_duration)."""
+    recovery_timeout: float = DEFAULT_RECOVERY_TIMEOUT
+    """Seconds to stay open before probing."""
+    recovery_backoff: float = 1.0
+    """Multiply the open duration by this after each failed recovery (1 = fixed)."""
+    max_recovery_timeout: float | None = None
+    """Cap on the grown open duration (default: max(600 s, recovery_timeout))."""
+    success_threshold: int = DEFAULT_SUCCESS_THRESHOLD
+    """Successful probes needed to close."""
+    half_open_max_calls: int = DEFAULT_HALF_OPEN_MAX_CALLS
+    """Probes in flight at once while half-open; held exactly across threads and tasks."""
+    probe_lease: float | None = None
+    """Seconds a probe may stay out before it counts as failed and frees its slot
+    (default: call_timeout if set, else recovery_timeout)."""
+    record: ExceptionFilter = Exception
+    """Exceptions that count as failures; other exceptions count as successes."""
+    ignore: ExceptionFilter = ()
+    """Exceptions that count as neither (checked first). Cancellation is always ignored."""
+    failure_if: Callable[[Any], bool] | None = None
+    """Judges a returned value: True counts it as a failure (the value is still returned)."""
+    retry_after_from: RetryAfterFrom = default_retry_after
+    """Extracts a server-given pause from a failure; the breaker then opens at least that long."""
+    call_timeout: float | None = None
+    """Seconds a call may take. async: cancelled; sync: see docs (the thread runs on)."""
+    poll_intervals: PollIntervals = field(default_factory=PollIntervals)
+
+    def __post_init__(self) -> None:
+        rate_mode = self.failure_rate is not None
+        if rate_mode and self.failure_threshold is not None:
+            raise ConfigError(
+                "failure_threshold",
+                "give either failure_threshold (consecutive mode) or failure_rate (rate mode), "
+                "not both",
+            )
+        if self.failure_threshold is not None:
+            whole("failure_threshold", self.failure_threshold)
+        if rate_mode:
+            ratio("failure_rate", self.failure_rate)
+        if self.window is not None and self.window_duration is not None:
+            raise ConfigError(
+                "window", "give either window (calls) or window_duration (seconds), not both"
+            )
+        if self.window is not None:
+            whole("window", self.window)
+        optional_positive("window_duration", self.window_duration)
+        whole("minimum_calls", self.minimum_calls)
+        if self.window is not None and self.minimum_calls > self.window:
+            raise ConfigError(
+                "minimum_calls",
+                f"must be <= window ({self.window}), got {self.minimum_calls}: "
+                "the rate could never be judged",
+            )
+        optional_positive("slow_call_duration", self.slow_call_duration)
+        ratio("slow_call_rate", self.slow_call_rate)
+        positive("recovery_timeout", self.recovery_timeout)
+        positive("recovery_backoff", self.recovery_backoff)
+        if self.recovery_backoff < 1:
+            raise ConfigError(
+                "recovery_backoff", f"must be >= 1 (1 keeps it fixed), got {self.recovery_backoff}"
+            )
+        optional_positive("max_recovery_timeout", self.max_recovery_timeout)
+        if (
+            self.max_recovery_timeout is not None
+            and self.max_recovery_timeout < self.recovery_timeout
+        ):
+            raise ConfigError(
+                "max_recovery_timeout",
+                f"must be >= recovery_timeout ({self.recovery_timeout}), "
+                f"got {self.max_recovery_timeout}",
+            )
+        whole("success_threshold", self.success_threshold)
+        whole("half_open_max_calls", self.half_open_max_calls)
+        optional_positive("probe_lease", self.probe_lease)
+        compile_filter("record", self.record)
+        compile_filter("ignore", self.ignore)
+        callable_or_none("failure_if", self.failure_if)
+        if not callable(self.retry_after_from):
+            raise ConfigError(
+                "retry_after_from", f"must be callable, got {self.retry_after_from!r}"
+            )
+        optional_positive("call_timeout", self.call_timeout)
+        if not isinstance(self.poll_intervals, PollIntervals):
+            raise ConfigError(
+                "poll_intervals", f"must be a PollIntervals, got {self.poll_intervals!r}"
+            )
+
+    # Derived settings, resolved once.
+    @property
+    def mode(self) -> Literal["consecutive", "rate"]:
+        return "rate" if self.failure_rate is not None else "consecutive"
+
+    @property
+    def effective_failure_threshold(self) -> int:
+        return self.failure_threshold or DEFAULT_FAILURE_THRESHOLD
+
+    @property
+    def effective_max_recovery_timeout(self) -> float:
+        if self.max_recovery_timeout is not None:
+            return self.max_recovery_timeout
+        return max(DEFAULT_MAX_RECOVERY_TIMEOUT, self.recovery_timeout)
+
+    @property
+    def effective_probe_lease(self) -> float:
+        if self.probe_lease is not None:
+            return self.probe_lease
+        return self.call_timeout if self.call_timeout is not None else self.recovery_timeout
+
+    def make_window(self) -> Window | None:
+        """The window this config needs: rate mode or slow-call detection keep one."""
+        if self.failure_rate is None and self.slow_call_duration is None:
+            return None
+        if self.window_duration is not None:
+            return TimeWindow(self.window_duration)
+        return CountWindow(self.window or DEFAULT_WINDOW)
+
+
+class BreakerOptions(TypedDict, total=False):
+    """Keyword options of :class:`CircuitBreaker`; the fields of :class:`BreakerConfig`."""
+
+    failure_threshold: int | None
+    failure_rate: float | None
+    window: int | None
+    window_duration: float | None
+    minimum_calls: int
+    slow_call_duration: float | None
+    slow_call_rate: float
+    recovery_timeout: float
+    recovery_backoff: float
+    max_recovery_timeout: float | None
+    success_threshold: int
+    half_open_max_calls: int
+    probe_lease: float | None
+    record: ExceptionFilter
+    ignore: ExceptionFilter
+    failure_if: Callable[[Any], bool] | None
+    retry_after_from: RetryAfterFrom
+    call_timeout: float | None
+    poll_intervals: PollIntervals
+
+
+def _config_from(config: BreakerConfig | None, options: BreakerOptions) -> BreakerConfig:
+    known = {f.name for f in fields(BreakerConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(unknown[0], f"is not a circuit breaker setting; known: {sorted(known)}")
+    if config is None:
+        return BreakerConfig(**options)
+    if not isinstance(config, BreakerConfig):
+        raise ConfigError("config", f"must be a BreakerConfig, got {config!r}")
+    if options:
+        raise ConfigError(
+            next(iter(options)), "give settings either in config= or as keywords, not both"
+        )
+    return config
+
+
+class BreakerCore:
+    """The breaker's state machine: time and outcomes in, decisions and transitions out.
+
+    Not thread-safe by itself: :class:`CircuitBreaker` calls it under its lock. Each
+    method that can change state appends ``(old, new, reason)`` to ``transitions``,
+    which the owner drains and publishes after releasing the lock.
+    """
+
+    def __init__(self, config: BreakerConfig, *, disabled: bool = False) -> None:
+        self.config = config
+        self._threshold = config.effective_failure_threshold
+        self._consecutive_mode = config.mode == "consecutive"
+        self._slow_after = config.slow_call_duration
+        self._lease = config.effective_probe_lease
+        self._max_recovery = config.effective_max_recovery_timeout
+        self.window = config.make_window()
+        self.state = _DISABLED if disabled else _CLOSED
+        self._seq = 1
+        self.epoch = 1
+        """Ticket of the current closed period."""
+        self.consecutive_failures = 0
+        self.open_until = 0.0
+        self.opened_at: float | None = None
+        self.probes: dict[int, float] = {}
+        """Live half-open probes: ticket -> lease expiry."""
+        self.half_open_successes = 0
+        self.failed_recoveries = 0
+        """Failed recoveries in a row (reset when the breaker closes)."""
+        self.recovery_timeout = config.recovery_timeout
+        """The current open duration, grown by recovery_backoff after failed recoveries."""
+        self.transition_count = 0
+        self.total_failures = 0
+        self.total_ignored = 0
+        self.transitions: list[tuple[State, State, str, float | None]] = []
+        """Pending (old, new, reason, retry_in) for the owner to publish."""
+
+    # -- questions -----------------------------------------------------------------
+
+    def acquire(self, now: float) -> int:
+        """A ticket (> 0) if a call may start now, ``_UNTRACKED`` if disabled, else -1."""
+        state = self.state
+        if state is _CLOSED:
+            return self.epoch
+        if state is _DISABLED:
+            return _UNTRACKED
+        if state is _FORCED_OPEN:
+            return _REJECTED
+        self.poll(now)
+        if self.state is not _HALF_OPEN:
+            return _REJECTED
+        if len(self.probes) >= self.config.half_open_max_calls:
+            return _REJECTED
+        self._seq += 1
+        self.probes[self._seq] = now + self._lease
+        return self._seq
+
+    def poll(self, now: float) -> None:
+        """Apply the transitions that time alone causes: end of open, expired probe leases."""
+        if self.state is _OPEN and now >= self.open_until:
+            self._move(_HALF_OPEN, "recovery_timeout_elapsed")
+        elif self.state is _HALF_OPEN and self.probes and min(self.probes.values()) <= now:
+            self._reopen(now, "probe_lease_expired", None)
+
+    def retry_in(self, now: float) -> float | None:
+        """Seconds until a call may be admitted; None when only a reset() will tell."""
+        if self.state is _OPEN:
+            return max(0.0, self.open_until - now)
+        if self.state is _FORCED_OPEN:
+            return None
+        if self.state is _HALF_OPEN and len(self.probes) >= self.config.half_open_max_calls:
+            return max(0.0, min(self.probes.values()) - now)
+        return 0.0
+
+    def rates(self, now: float) -> tuple[float | None, float | None]:
+        """(failure ratio, slow-call ratio) over the window; None below minimum_calls."""
+        if self.window is None:
+            return None, None
+        calls, failures, slow = self.window.totals(now)
+        if calls < self.config.minimum_calls:
+            return None, None
+        return failures / calls, slow / calls
+
+    # -- outcomes ------------------------------------------------------------------
+
+    def on_success(self, ticket: int, now: float, duration: float) -> None:
+        slow = self._slow_after is not None and duration >= self._slow_after
+        if ticket == self.epoch and self.state is _CLOSED:
+            self.consecutive_failures = 0
+            if self.window is not None:
+                self.window.record(now, False, slow)
+                self._judge_window(now)
+        elif ticket in self.probes:
+            del self.probes[ticket]
+            if slow:
+                self._reopen(now, "slow_probe", None)
+                return
+            self.half_open_successes += 1
+            if self.half_open_successes >= self.config.success_threshold:
+                self._close("probes_succeeded")
+
+    def on_failure(
+        self, ticket: int, now: float, duration: float, retry_after: float | None
+    ) -> None:
+        self.total_failures += 1
+        if retry_after is not None:
+            # The server said when to come back: every caller pauses, whatever its ticket.
+            if self.state in (_CLOSED, _HALF_OPEN):
+                if self.state is _HALF_OPEN and ticket in self.probes:
+                    self._reopen(now, "retry_after", retry_after)
+                else:
+                    self._open(now, "retry_after", retry_after)
+            elif self.state is _OPEN:
+                self.open_until = max(self.open_until, now + retry_after)
+            self.probes.pop(ticket, None)
+            return
+        if ticket == self.epoch and self.state is _CLOSED:
+            self.consecutive_failures += 1
+            if self.window is not None:
+                slow = self._slow_after is not None and duration >= self._slow_after
+                self.window.record(now, True, slow)
+            if self._consecutive_mode:
+                if self.consecutive_failures >= self._threshold:
+                    self._open(now, "failure_threshold", None)
+                elif self.window is not None:
+                    self._judge_window(now)
+            else:
+                self._judge_window(now)
+        elif ticket in self.probes:
+            del self.probes[ticket]
+            self._reopen(now, "probe_failed", None)
+
+    def on_ignored(self, ticket: int) -> None:
+        self.total_ignored += 1
+        self.probes.pop(ticket, None)  # frees the slot; decides nothing
+
+    # -- manual control ------------------------------------------------------------
+
+    def reset(self) -> None:
+        self._close("reset")
+
+    def force_open(self, now: float) -> None:
+        self.opened_at = now
+        self._clear_period()
+        self._move(_FORCED_OPEN, "forced_open")
+
+    def disable(self) -> None:
+        self._clear_period()
+        self._move(_DISABLED, "disabled")
+
+    # -- transitions ---------------------------------------------------------------
+
+    def _judge_window(self, now: float) -> None:
+        failure_ratio, slow_ratio = self.rates(now)
+        if failure_ratio is None or slow_ratio is None:
+            return
+        if self.config.failure_rate is not None and failure_ratio >= self.config.failure_rate:
+            self._open(now, "failure_rate", None)
+        elif self._slow_after is not None and slow_ratio >= self.config.slow_call_rate:
+            self._open(now, "slow_call_rate", None)
+
+    def _open(self, now: float, reason: str, retry_after: float | None) -> None:
+        duration = self.recovery_timeout
+        if retry_after is not None:
+            duration = max(duration, retry_after)
+        self.open_until = now + duration
+        self.opened_at = now
+        self._clear_period()
+        self._move(_OPEN, reason, duration)
+
+    def _reopen(self, now: float, reason: str, retry_after: float | None) -> None:
+        """A recovery failed: open again, for longer if recovery_backoff says so."""
+        self.failed_recoveries += 1
+        grown = self.recovery_timeout * self.config.recovery_backoff
+        self.recovery_timeout = min(grown, self._max_recovery)
+        self._open(now, reason, retry_after)
+
+    def _close(self, reason: str) -> None:
+        self._clear_period()
+        self.failed_recoveries = 0
+        self.recovery_timeout = self.config.recovery_timeout
+        self.opened_at = None
+        self._move(_CLOSED, reason)
+
+    def _clear_period(self) -> None:
+        self.consecutive_failures = 0
+        self.half_open_successes = 0
+        self.probes.clear()
+        if self.window is not None:
+            self.window.clear()
+
+    def _move(self, new: State, reason: str, retry_in: float | None = None) -> None:
+        old = self.state
+        self.state = new
+        self._seq += 1
+        self.epoch = self._seq  # outcomes of earlier periods become stale
+        self.transition_count += 1
+        self.transitions.append((old, new, reason, retry_in))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerSnapshot:
+    """A consistent, frozen view of a breaker, taken under its lock."""
+
+    name: str
+    state: State
+    available: bool
+    failure_count: int
+    """Consecutive failures in the current closed period (rate mode: failures in the window)."""
+    success_count: int
+    """Successful probes in the current half-open period."""
+    retry_in: float | None
+    opened_at: float | None
+    """Wall-clock time (Unix seconds) the breaker last opened, None while closed."""
+    total_calls: int
+    total_successes: int
+    total_failures: int
+    total_ignored: int
+    total_rejections: int
+    failure_rate: float | None
+    """Failures / calls in the window (None below minimum_calls); lifetime ratio without one."""
+    slow_call_rate: float | None
+    transitions: int
+    failed_recoveries: int
+    recovery_timeout: float
+    half_open_in_flight: int
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["state"] = self.state.value
+        return out
+
+
+class PollHint(TypedDict):
+    """What a polling client should do next (seed 000's status payload)."""
+
+    available: bool
+    state: str
+    poll_interval: float
+    retry_in: float | None
+    message: str
+
+
+class CircuitBreaker:
+    """Stops calling a dependency that keeps failing, and tests its recovery carefully.
+
+    Use it as a decorator (``def`` and ``async def``), a ``with``/``async with`` block, or
+    through ``call``/``acall``. The lock is held for bookkeeping only, never while the
+    protected call runs. Constructing one does not register it: see
+    :func:`circuit_breaker` for named, shared instances.
+    """
+
+    # The drivers read these on every call.
+    _fast: int | None
+    _dirty: bool
+    _Rejection = CircuitOpenError
+
+    def __init__(
+        self,
+        name: str,
+        config: BreakerConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        **options: Unpack[BreakerOptions],
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigError("name", f"must be a non-empty string, got {name!r}")
+        self.name = name
+        self.config = _config_from(config, options)
+        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        if not isinstance(self._clock, Clock):
+            raise ConfigError("clock", f"must implement the Clock protocol, got {clock!r}")
+        self._monotonic = self._clock.monotonic
+        self._record = compile_filter("record", self.config.record)
+        self._ignore = compile_filter("ignore", self.config.ignore)
+        self._core = BreakerCore(self.config, disabled=_disabled_by_env())
+        self._lock = threading.Lock()
+        # Successes and rejections are counted without the lock (itertools.count is
+        # atomic under the GIL); everything that can change state takes it.
+        self._successes: Iterator[int] = itertools.count()
+        self._rejections: Iterator[int] = itertools.count()
+        self._fast_eligible = (
+            _HAS_GIL
+            and self.config.mode == "consecutive"
+            and self.config.slow_call_duration is None
+            and self.config.failure_if is None
+            and self.config.call_timeout is None
+        )
+        self._fast = None
+        self._dirty = False
+        self._hub = EventHub()
+        self._hub.watch(self._refresh)
+        self._refresh_fast()
+
+    # -- public surface ------------------------------------------------------------
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Decorate a ``def`` or ``async def``; the wrapper keeps its signature."""
+        return _drivers.decorate(self, fn)
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run a sync ``fn(*args, **kwargs)`` through the breaker."""
+        if inspect.iscoroutinefunction(fn):
+            # Calling it would only create a coroutine: nothing would run or be judged.
+            raise TypeError(f"{fn!r} is async: use `await breaker.acall(...)`")
+        return _drivers.call_sync(self, fn, args, kwargs)
+
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Await ``fn(*args, **kwargs)`` through the breaker."""
+        return await _drivers.call_async(self, fn, args, kwargs)
+
+    def __enter__(self) -> CircuitBreaker:
+        _drivers.enter_block(self)
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        _drivers.exit_block(self, exc)
+
+    async def __aenter__(self) -> CircuitBreaker:
+        await _drivers.aenter_block(self)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        await _drivers.aexit_block(self, exc)
+
+    @property
+    def state(self) -> State:
+        """The current state, after any transition that time alone has caused."""
+        return self._poll().state
+
+    @property
+    def available(self) -> bool:
+        """False while a call made now would be rejected."""
+        core = self._poll()
+        with self._lock:
+            return core.retry_in(self._clock.monotonic()) == 0.0 or core.state is _DISABLED
+
+    def snapshot(self) -> BreakerSnapshot:
+        core = self._poll()
+        now = self._clock.monotonic()
+        with self._lock:
+            retry_in = core.retry_in(now)
+            failure_ratio, slow_ratio = core.rates(now)
+            successes = _peek(self._successes)
+            failures = core.total_failures
+            if core.window is None:
+                decided = successes + failures
+                failure_ratio = failures / decided if decided else None
+                failure_count = core.consecutive_failures
+            else:
+                failure_count = core.window.totals(now)[1]
+            opened_at = None
+            if core.opened_at is not None:
+                opened_at = self._clock.time() - (now - core.opened_at)
+            return BreakerSnapshot(
+                name=self.name,
+                state=core.state,
+                available=retry_in == 0.0 or core.state is _DISABLED,
+                failure_count=failure_count,
+                success_count=core.half_open_successes,
+                retry_in=retry_in,
+                opened_at=opened_at,
+                total_calls=successes + failures + core.total_ignored,
+                total_successes=successes,
+                total_failures=failures,
+                total_ignored=core.total_ignored,
+                total_rejections=_peek(self._rejections),
+                failure_rate=failure_ratio,
+                slow_call_rate=slow_ratio,
+                transitions=core.transition_count,
+                failed_recoveries=core.failed_recoveries,
+                recovery_timeout=core.recovery_timeout,
+                half_open_in_flight=len(core.probes),
+            )
+
+    def poll_hint(self) -> PollHint:
+        """How often a client (a status page, a poller) should ask again, and why."""
+        snap = self.snapshot()
+        iv = self.config.poll_intervals
+        state = snap.state
+        if state in (_CLOSED, _DISABLED):
+            interval, message = iv.fast, f"{self.name} is available"
+        elif state is _HALF_OPEN:
+            interval, message = iv.medium, f"{self.name} is recovering; probing"
+        elif state is _FORCED_OPEN:
+            interval, message = iv.slow, f"{self.name} is switched off (forced open)"
+        else:
+            long_outage = snap.failed_recoveries > iv.very_slow_after
+            interval = iv.very_slow if long_outage else iv.slow
+            wait = snap.retry_in or 0.0
+            message = f"{self.name} is unavailable; next check in {wait:.0f} s"
+        return PollHint(
+            available=snap.available,
+            state=state.value,
+            poll_interval=interval,
+            retry_in=snap.retry_in,
+            message=message,
+        )
+
+    def reset(self) -> None:
+        """Close the breaker and forget the current period (lifetime totals are kept)."""
+        self._control(lambda core, now: core.reset())
+
+    def force_open(self) -> None:
+        """Reject every call until :meth:`reset`."""
+        self._control(lambda core, now: core.force_open(now))
+
+    def disable(self) -> None:
+        """Let every call through, counting totals only, until :meth:`reset`."""
+        self._control(lambda core, now: core.disable())
+
+    def add_listener(self, listener: Listener, *types: type[Event]) -> None:
+        """Deliver this breaker's events (of ``types`` only, if given) to ``listener``."""
+        self._hub.add(listener, types)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._hub.remove(listener)
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker({self.name!r}, state={self._core.state.value})"
+
+    # -- the protocol the drivers use ----------------------------------------------
+
+    @property
+    def _call_timeout(self) -> float | None:
+        return self.config.call_timeout
+
+    def _acquire(self) -> int | float | None:
+        """An int ticket if a call may start now; otherwise the rejection's ``retry_in``.
+
+        The driver raises the rejection where the user's call stands: each frame a raised
+        exception crosses costs ~100 ns of traceback, a third of a rejection's budget.
+        """
+        core = self._core
+        state = core.state
+        if state is _CLOSED:
+            # No lock: if the breaker moves on between these reads, the ticket is simply
+            # stale and its outcome only feeds the totals.
+            return core.epoch
+        now = self._monotonic()
+        retry_in: float | None
+        if state is _OPEN and now < (until := core.open_until):
+            # Plainly open: no lock either. `until` was read after the state, so it
+            # belongs to this open period or a later one; either way `now` was inside one.
+            retry_in = until - now
+        elif state is _FORCED_OPEN:
+            retry_in = None
+        else:
+            with self._lock:
+                ticket = core.acquire(now)
+                retry_in = core.retry_in(now) if ticket == _REJECTED else 0.0
+                moved = self._drain()
+            if moved:
+                self._publish(moved)
+            if ticket != _REJECTED:
+                return ticket
+        next(self._rejections)
+        if self._hub.rejections:
+            self._hub.emit(
+                CallRejected(
+                    name=self.name, strategy=_STRATEGY, at=now, state=core.state, retry_in=retry_in
+                )
+            )
+        return retry_in
+
+    def _settle_success(self, ticket: int, duration: float, *, counted: bool = False) -> None:
+        if not counted:
+            next(self._successes)
+        now = self._clock.monotonic()
+        with self._lock:
+            self._core.on_success(ticket, now, duration)
+            moved = self._drain()
+        if self._hub.calls:
+            self._emit_call(CallSucceeded, now, duration, None, None)
+        if moved:
+            self._publish(moved)
+
+    def _settle_failure(
+        self, ticket: int, duration: float, source: Any, exception: BaseException | None
+    ) -> None:
+        retry_after = self.config.retry_after_from(source)  # user code: outside the lock
+        now = self._clock.monotonic()
+        with self._lock:
+            self._core.on_failure(ticket, now, duration, retry_after)
+            moved = self._drain()
+        if self._hub.calls:
+            self._emit_call(CallFailed, now, duration, exception, retry_after)
+        if moved:
+            self._publish(moved)
+
+    def _settle_exception(self, ticket: int, exc: BaseException, duration: float) -> None:
+        """Count a raised exception as the config classifies it."""
+        outcome = self._classify(exc)
+        if outcome is Outcome.FAILURE:
+            self._settle_failure(ticket, duration, exc, exc)
+        elif outcome is Outcome.SUCCESS:
+            self._settle_success(ticket, duration)
+        else:
+            now = self._clock.monotonic()
+            with self._lock:
+                self._core.on_ignored(ticket)
+            if self._hub.calls:
+                self._emit_call(CallIgnored, now, duration, exc, None)
+
+    def _settle_result(self, ticket: int, result: Any, duration: float) -> None:
+        """Count a returned value: a success unless failure_if judges it a failure."""
+        judge = self.config.failure_if
+        if judge is not None and judge(result):
+            self._settle_failure(ticket, duration, result, None)
+        else:
+            self._settle_success(ticket, duration)
+
+    def _classify(self, exc: BaseException) -> Outcome:
+        if not isinstance(exc, Exception) or self._ignore(exc):
+            # KeyboardInterrupt, SystemExit, task cancellation: the call did not end on
+            # its own, so it says nothing about the dependency.
+            return Outcome.IGNORED
+        return Outcome.FAILURE if self._record(exc) else Outcome.SUCCESS
+
+    # -- internals -----------------------------------------------------------------
+
+    def _poll(self) -> BreakerCore:
+        now = self._clock.monotonic()
+        with self._lock:
+            self._core.poll(now)
+            moved = self._drain()
+        if moved:
+            self._publish(moved)
+        return self._core
+
+    def _control(self, action: Callable[[BreakerCore, float], None]) -> None:
+        now = self._clock.monotonic()
+        with self._lock:
+            action(self._core, now)
+            moved = self._drain()
+        if moved:
+            self._publish(moved)
+
+    def _drain(self) -> list[tuple[State, State, str, float | None]] | None:
+        """Under the lock: take the core's transitions and refresh the fast-path fields."""
+        core = self._core
+        self._dirty = core.consecutive_failures > 0
+        if not core.transitions:
+            return None
+        moved = core.transitions
+        core.transitions = []
+        self._refresh_fast()
+        return moved
+
+    def _refresh_fast(self) -> None:
+        core = self._core
+        ok = self._fast_eligible and core.state is _CLOSED and not self._hub.calls
+        self._fast = core.epoch if ok else None
+
+    def _refresh(self) -> None:
+        # Listener sets changed (possibly from another thread): recompute under the lock.
+        with self._lock:
+            self._refresh_fast()
+
+    def _publish(self, moved: list[tuple[State, State, str, float | None]]) -> None:
+        """Outside the lock: tell the listeners about transitions (they may be slow)."""
+        now = self._clock.monotonic()
+        for old, new, reason, retry_in in moved:
+            self._hub.emit(
+                StateTransition(
+                    name=self.name,
+                    strategy=_STRATEGY,
+                    at=now,
+                    old=old,
+                    new=new,
+                    reason=reason,
+                    retry_in=retry_in,
+                )
+            )
+
+    def _emit_call(
+        self,
+        kind: type[CallSucceeded] | type[CallFailed] | type[CallIgnored],
+        now: float,
+        duration: float,
+        exc: BaseException | None,
+        retry_after: float | None,
+    ) -> None:
+        hub = self._hub
+        name = self.name
+        if kind is CallSucceeded:
+            hub.emit(CallSucceeded(name=name, strategy=_STRATEGY, at=now, duration=duration))
+        elif kind is CallFailed:
+            hub.emit(
+                CallFailed(
+                    name=name,
+                    strategy=_STRATEGY,
+                    at=now,
+                    duration=duration,
+                    exception=exc,
+                    retry_after=retry_after,
+                )
+            )
+        elif exc is not None:
+            hub.emit(
+                CallIgnored(name=name, strategy=_STRATEGY, at=now, duration=duration, exception=exc)
+            )
+        threshold = self.config.slow_call_duration
+        if threshold is not None and duration >= threshold:
+            hub.emit(
+                SlowCall(
+                    name=name, strategy=_STRATEGY, at=now, duration=duration, threshold=threshold
+                )
+            )
+
+
+def _peek(counter: Iterator[int]) -> int:
+    """How many times ``next`` was called on an itertools.count started at 0."""
+    text = repr(counter)  # "count(N)": the only public read of a count's position
+    return int(text[6:-1])
+
+
+def _disabled_by_env() -> bool:
+    raw = os.environ.get(DISABLE_ENV, "").strip().lower()
+    if raw in _ENV_TRUE:
+        return True
+    if raw in _ENV_FALSE:
+        return False
+    raise ConfigError(
+        DISABLE_ENV, f"must be one of {_ENV_TRUE + _ENV_FALSE[1:]} (or unset), got {raw!r}"
+    )
+
+
+circuit_breakers: Registry[CircuitBreaker] = Registry("circuit breaker")
+"""Named breakers created through :func:`circuit_breaker`, by name (read-only mapping)."""
+
+
+def circuit_breaker(
+    name: str,
+    config: BreakerConfig | None = None,
+    *,
+    clock: Clock | None = None,
+    **options: Unpack[BreakerOptions],
+) -> CircuitBreaker:
+    """The shared breaker called ``name``, created on first use.
+
+    Later calls with the same settings (or none) return the same instance; different
+    settings for an existing name are a ConfigError, because two parts of a program would
+    otherwise believe in different thresholds for one dependency. The result is also a
+    decorator: ``@circuit_breaker("database", failure_threshold=3)``.
+    """
+    wanted = None if config is None and not options else _config_from(config, options)
+
+    def create() -> CircuitBreaker:
+        return CircuitBreaker(name, wanted, clock=clock)
+
+    def check(existing: CircuitBreaker) -> None:
+        if wanted is not None and wanted != existing.config:
+            diff = [
+                f.name
+                for f in fields(BreakerConfig)
+                if getattr(wanted, f.name) != getattr(existing.config, f.name)
+            ]
+            raise ConfigError(
+                diff[0] if diff else "config",
+                f"circuit breaker {name!r} already exists with other settings "
+                f"(differs in {', '.join(diff)})",
+            )
+        if clock is not None and clock is not existing._clock:
+            raise ConfigError(
+                "clock", f"circuit breaker {name!r} already exists with another clock"
+            )
+
+    return circuit_breakers.get_or_create(name, create, check)

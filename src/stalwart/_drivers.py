@@ -1,0 +1,325 @@
+"""Drivers: the only code that runs, awaits or times the protected call.
+
+A strategy exposes the permission-and-outcome protocol (:class:`Guard`): ``_acquire()``
+answers "may a call start?" with a ticket or raises the rejection, and the ``_settle_*``
+methods are told how the call ended. The drivers here adapt that protocol to every
+calling form: decorator, ``call``/``acall``, ``with``/``async with``. The sync and async
+variants differ only in calling versus awaiting; every decision lives in the core.
+
+Per-call data (ticket, start time, timeout scope) lives in locals, or for ``with`` blocks
+in a context variable, never on the shared strategy object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import Future, wait
+from dataclasses import dataclass
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
+
+from ._clock import Clock
+from ._errors import ConfigError, DeadlineExceeded, Rejected
+
+__all__ = (
+    "Guard",
+    "aenter_block",
+    "aexit_block",
+    "call_async",
+    "call_sync",
+    "decorate",
+    "enter_block",
+    "exit_block",
+    "run_async",
+    "run_sync",
+    "run_with_deadline",
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Guard(Protocol):
+    """What a strategy offers its drivers."""
+
+    name: str
+    _clock: Clock
+    _fast: int | None
+    """A ticket when calls may run with no bookkeeping before them, else None."""
+    _dirty: bool
+    """True when a fast-path success must still be reported to the core."""
+    _successes: Iterator[int]
+    """Counter a fast-path success advances."""
+
+    @property
+    def _call_timeout(self) -> float | None: ...
+
+    @property
+    def _Rejection(self) -> type[Rejected]:
+        """What to raise when ``_acquire`` refuses."""
+        ...
+
+    def _acquire(self) -> int | float | None:
+        """An int ticket if the call may start, else the rejection's ``retry_in``
+        (seconds or None) for the driver to raise in the caller's frame."""
+        ...
+
+    def _settle_success(self, ticket: int, duration: float, *, counted: bool = False) -> None: ...
+
+    def _settle_failure(
+        self, ticket: int, duration: float, source: Any, exception: BaseException | None
+    ) -> None: ...
+
+    def _settle_exception(self, ticket: int, exc: BaseException, duration: float) -> None: ...
+
+    def _settle_result(self, ticket: int, result: Any, duration: float) -> None: ...
+
+
+def decorate(guard: Guard, fn: Callable[P, R]) -> Callable[P, R]:
+    """Wrap ``fn`` once, as sync or async; nothing on the call path asks which it is."""
+    if not callable(fn):
+        raise ConfigError("fn", f"must be a function to decorate, got {fn!r}")
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise ConfigError(
+            "fn",
+            f"{fn!r} is a generator function: calling it runs nothing, so its outcome cannot "
+            "be judged. Protect the calls it makes instead.",
+        )
+    if inspect.iscoroutinefunction(fn):
+        return cast("Callable[P, R]", _async_wrapper(guard, fn))
+    return _sync_wrapper(guard, fn)
+
+
+def _sync_wrapper(guard: Guard, fn: Callable[P, R]) -> Callable[P, R]:
+    successes = guard._successes
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        ticket = guard._fast
+        if ticket is None:
+            permit = guard._acquire()
+            if type(permit) is not int:
+                # Raised here, not deeper: unwinding frames is most of a rejection's cost.
+                raise guard._Rejection(guard.name, permit)
+            return run_sync(guard, fn, permit, args, kwargs)
+        # Fast path (closed, nobody timing calls): no clock reads, no lock on success.
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            guard._settle_exception(ticket, exc, 0.0)
+            raise
+        next(successes)
+        if guard._dirty:
+            guard._settle_success(ticket, 0.0, counted=True)
+        return result
+
+    return wrapper
+
+
+def _async_wrapper(guard: Guard, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    successes = guard._successes
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        ticket = guard._fast
+        if ticket is None:
+            permit = guard._acquire()
+            if type(permit) is not int:
+                raise guard._Rejection(guard.name, permit)
+            return await run_async(guard, fn, permit, args, kwargs)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            guard._settle_exception(ticket, exc, 0.0)
+            raise
+        next(successes)
+        if guard._dirty:
+            guard._settle_success(ticket, 0.0, counted=True)
+        return result
+
+    return wrapper
+
+
+def call_sync(guard: Guard, fn: Callable[..., R], args: Any, kwargs: Any) -> R:
+    """The full protocol for a sync call: acquire, time, run (with a deadline), settle."""
+    return run_sync(guard, fn, _permit(guard), args, kwargs)
+
+
+def _permit(guard: Guard) -> int:
+    permit = guard._acquire()
+    if type(permit) is not int:
+        raise guard._Rejection(guard.name, permit)
+    return permit
+
+
+def run_sync(guard: Guard, fn: Callable[..., R], ticket: int, args: Any, kwargs: Any) -> R:
+    """Run a permitted sync call, timed and with its deadline, and report how it ended."""
+    clock = guard._clock
+    timeout = guard._call_timeout
+    start = clock.monotonic()
+    try:
+        if timeout is None:
+            result = fn(*args, **kwargs)
+        else:
+            result = run_with_deadline(fn, args, kwargs, timeout, guard.name)
+    except DeadlineExceeded as exc:
+        guard._settle_failure(ticket, clock.monotonic() - start, exc, exc)
+        raise
+    except BaseException as exc:
+        guard._settle_exception(ticket, exc, clock.monotonic() - start)
+        raise
+    guard._settle_result(ticket, result, clock.monotonic() - start)
+    return result
+
+
+async def call_async(guard: Guard, fn: Callable[..., Awaitable[R]], args: Any, kwargs: Any) -> R:
+    """The full protocol for an async call; ``call_timeout`` cancels the awaited work."""
+    return await run_async(guard, fn, _permit(guard), args, kwargs)
+
+
+async def run_async(
+    guard: Guard, fn: Callable[..., Awaitable[R]], ticket: int, args: Any, kwargs: Any
+) -> R:
+    """Await a permitted call, timed and with its deadline, and report how it ended."""
+    clock = guard._clock
+    timeout = guard._call_timeout
+    start = clock.monotonic()
+    try:
+        if timeout is None:
+            result = await fn(*args, **kwargs)
+        else:
+            scope = asyncio.timeout(timeout)
+            try:
+                async with scope:
+                    result = await fn(*args, **kwargs)
+            except TimeoutError as exc:
+                if not scope.expired():
+                    raise  # the call's own TimeoutError, not our deadline
+                raise _deadline(guard.name, timeout) from exc
+    except DeadlineExceeded as exc:
+        guard._settle_failure(ticket, clock.monotonic() - start, exc, exc)
+        raise
+    except BaseException as exc:
+        guard._settle_exception(ticket, exc, clock.monotonic() - start)
+        raise
+    guard._settle_result(ticket, result, clock.monotonic() - start)
+    return result
+
+
+def _deadline(name: str, timeout: float, detail: str = "") -> DeadlineExceeded:
+    return DeadlineExceeded(name, None, detail or f"call did not finish within {timeout:g} s")
+
+
+def run_with_deadline(fn: Callable[..., R], args: Any, kwargs: Any, timeout: float, name: str) -> R:
+    """Run a sync call in a worker thread and stop waiting for it after ``timeout``.
+
+    Python cannot stop a thread from outside, so a call that overruns goes on running
+    in its (daemon) thread until it returns by itself; its result is then dropped. What
+    the caller gets is the guarantee of not waiting longer than ``timeout``.
+    """
+    future: Future[R] = Future()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            result = context.run(fn, *args, **kwargs)
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    threading.Thread(target=run, name=f"stalwart:{name}", daemon=True).start()
+    done, _ = wait([future], timeout)
+    if not done:
+        raise _deadline(
+            name, timeout, f"call did not finish within {timeout:g} s (its thread runs on)"
+        )
+    return future.result()
+
+
+# -- with / async with -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Block:
+    guard: Guard
+    ticket: int
+    start: float
+    scope: asyncio.Timeout | None = None
+
+
+# A stack, so the same breaker can guard nested blocks; a context variable, so every
+# thread and every asyncio task sees only its own blocks.
+_BLOCKS: contextvars.ContextVar[tuple[_Block, ...]] = contextvars.ContextVar(
+    "stalwart_blocks", default=()
+)
+
+
+def _push(block: _Block) -> None:
+    _BLOCKS.set((*_BLOCKS.get(), block))
+
+
+def _pop(guard: Guard) -> _Block:
+    stack = _BLOCKS.get()
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i].guard is guard:
+            _BLOCKS.set(stack[:i] + stack[i + 1 :])
+            return stack[i]
+    raise RuntimeError(f"{guard.name!r}: block exited that was not entered in this context")
+
+
+def enter_block(guard: Guard) -> None:
+    ticket = _permit(guard)
+    _push(_Block(guard, ticket, guard._clock.monotonic()))
+
+
+def exit_block(guard: Guard, exc: BaseException | None) -> None:
+    _settle_block(_pop(guard), exc)
+
+
+def _settle_block(block: _Block, exc: BaseException | None) -> None:
+    guard = block.guard
+    duration = guard._clock.monotonic() - block.start
+    if exc is not None:
+        guard._settle_exception(block.ticket, exc, duration)
+        return
+    timeout = guard._call_timeout
+    if timeout is not None and block.scope is None and duration >= timeout:
+        # A sync block cannot be interrupted; an overrun still counts as a failure.
+        overrun = _deadline(guard.name, timeout, f"block ran {duration:.3g} s (limit {timeout:g})")
+        guard._settle_failure(block.ticket, duration, overrun, overrun)
+        return
+    guard._settle_success(block.ticket, duration)
+
+
+async def aenter_block(guard: Guard) -> None:
+    ticket = _permit(guard)
+    timeout = guard._call_timeout
+    scope = None
+    if timeout is not None:
+        scope = asyncio.timeout(timeout)
+        await scope.__aenter__()
+    _push(_Block(guard, ticket, guard._clock.monotonic(), scope))
+
+
+async def aexit_block(guard: Guard, exc: BaseException | None) -> None:
+    block = _pop(guard)
+    scope = block.scope
+    if scope is not None:
+        try:
+            tb = exc.__traceback__ if exc is not None else None
+            await scope.__aexit__(type(exc) if exc is not None else None, exc, tb)
+        except TimeoutError as timeout_exc:
+            # Our deadline cancelled the block: report and raise it as stalwart's own.
+            assert block.guard._call_timeout is not None
+            deadline = _deadline(guard.name, block.guard._call_timeout)
+            duration = guard._clock.monotonic() - block.start
+            guard._settle_failure(block.ticket, duration, deadline, deadline)
+            raise deadline from timeout_exc
+    _settle_block(block, exc)

@@ -1,0 +1,110 @@
+"""The exceptions stalwart raises itself.
+
+stalwart never wraps the caller's own exceptions: after the last attempt they pass
+through unchanged. It owns only its rejections and configuration errors::
+
+    StalwartError
+    ├── ConfigError            (also a ValueError)  invalid configuration; names the field
+    └── Rejected                                    a call was not run or not waited for
+        ├── CircuitOpenError                        the breaker is open
+        ├── BulkheadFullError                       no concurrency slot and no queue room
+        ├── RateLimitedError                        no token within the allowed wait
+        └── DeadlineExceeded   (also a TimeoutError) the time budget ran out
+
+Every rejection carries ``name`` (the strategy instance that refused) and ``retry_in``
+(seconds until it is worth trying again, or ``None`` when unknown).
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "BulkheadFullError",
+    "CircuitOpenError",
+    "ConfigError",
+    "DeadlineExceeded",
+    "RateLimitedError",
+    "Rejected",
+    "StalwartError",
+)
+
+
+class StalwartError(Exception):
+    """Root of every exception stalwart raises itself."""
+
+
+class ConfigError(StalwartError, ValueError):
+    """Invalid configuration: ``field`` names the setting, the message says what is allowed."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(field, problem)
+        self.field = field
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.problem}"
+
+
+class Rejected(StalwartError):
+    """A call that stalwart refused to run, or stopped waiting for.
+
+    Built as ``Rejected(name, retry_in=None, detail="")`` (positional). Rejections are
+    raised on hot paths (an open breaker refuses every call), so there is no Python-level
+    constructor: the fields are read from ``args`` and the message is built on demand.
+    """
+
+    @property
+    def name(self) -> str:
+        """The strategy instance that refused."""
+        return str(self.args[0]) if self.args else ""
+
+    @property
+    def retry_in(self) -> float | None:
+        """Seconds until trying again is worthwhile; None when unknown."""
+        value = self.args[1] if len(self.args) > 1 else None
+        return None if value is None else float(value)
+
+    @property
+    def detail(self) -> str:
+        return str(self.args[2]) if len(self.args) > 2 else ""
+
+    def __str__(self) -> str:
+        text = f"{self._what()} ({self.name!r})"
+        if self.detail:
+            text += f": {self.detail}"
+        if self.retry_in is not None:
+            text += f"; retry in {self.retry_in:.3g} s"
+        return text
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, retry_in={self.retry_in!r})"
+
+    def _what(self) -> str:
+        return "call rejected"
+
+
+class CircuitOpenError(Rejected):
+    """The circuit breaker is open (or forced open) and did not run the call."""
+
+    def _what(self) -> str:
+        return "circuit open"
+
+
+class BulkheadFullError(Rejected):
+    """The bulkhead had no free slot and no room (or time) to queue."""
+
+    def _what(self) -> str:
+        return "bulkhead full"
+
+
+class RateLimitedError(Rejected):
+    """The rate limiter had no token within the allowed wait."""
+
+    def _what(self) -> str:
+        return "rate limited"
+
+
+class DeadlineExceeded(Rejected, TimeoutError):
+    """The call's time budget ran out; stalwart stopped waiting for it."""
+
+    def _what(self) -> str:
+        return "deadline exceeded"

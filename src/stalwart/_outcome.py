@@ -1,0 +1,56 @@
+"""How an ended call counts: success, failure or ignored, decided from user settings."""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from ._errors import ConfigError
+from ._types import ExceptionFilter
+
+__all__ = ("Outcome", "compile_filter", "default_retry_after")
+
+
+class Outcome(enum.Enum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    IGNORED = "ignored"
+
+
+def compile_filter(field: str, spec: ExceptionFilter) -> Callable[[BaseException], bool]:
+    """Turn a class, a tuple of classes or a predicate into one predicate, validating it."""
+    if isinstance(spec, type):
+        spec = (spec,)
+    if isinstance(spec, tuple):
+        for item in spec:
+            if not (isinstance(item, type) and issubclass(item, BaseException)):
+                raise ConfigError(
+                    field, f"must be exception classes or a predicate, got {item!r} in {spec!r}"
+                )
+        classes = spec
+        if not classes:
+            return _never
+        return lambda exc: isinstance(exc, classes)
+    if callable(spec) and not inspect.isclass(spec):
+        return spec
+    raise ConfigError(field, f"must be exception classes or a predicate, got {spec!r}")
+
+
+def _never(exc: BaseException) -> bool:
+    return False
+
+
+def default_retry_after(source: Any) -> float | None:
+    """Read a ``retry_after`` attribute (seconds or a timedelta) from an exception or value.
+
+    Negative hints are clamped to zero; anything that is not a number is no hint.
+    """
+    hint = getattr(source, "retry_after", None)
+    if isinstance(hint, timedelta):
+        hint = hint.total_seconds()
+    if isinstance(hint, bool) or not isinstance(hint, int | float) or hint != hint:
+        return None
+    return max(0.0, float(hint))

@@ -1,0 +1,67 @@
+"""Helpers for testing code that uses stalwart, without real waiting.
+
+``FakeClock`` replaces the system clock in any strategy (``clock=``): time stands still
+until advanced by hand or by sleeping on it, and sleeping returns at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from ._clock import Clock
+
+__all__ = ("FakeClock",)
+
+
+class FakeClock:
+    """A clock that moves only when told to, or when slept on (instantly).
+
+    Monotonic time starts at ``start`` (0.0); wall time starts at ``wall_start`` and moves
+    with it. ``sleeps`` lists every duration slept, in order, sync and async alike.
+    Safe to share between threads.
+    """
+
+    def __init__(self, start: float = 0.0, *, wall_start: float = 1_700_000_000.0) -> None:
+        self._now = float(start)
+        self._wall_offset = wall_start - self._now
+        self._lock = threading.Lock()
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self._now
+
+    def time(self) -> float:
+        return self._now + self._wall_offset
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds`` (>= 0)."""
+        if seconds < 0:
+            raise ValueError(f"a clock cannot go back: advance({seconds})")
+        with self._lock:
+            self._now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        """Record the sleep and advance by it, returning at once (negative: ValueError,
+        as :func:`time.sleep`)."""
+        if seconds < 0:
+            raise ValueError("sleep length must be non-negative")
+        with self._lock:
+            self.sleeps.append(seconds)
+            self._now += seconds
+
+    async def asleep(self, seconds: float) -> None:
+        """Record and advance like :meth:`sleep` (negative counts as 0, as
+        :func:`asyncio.sleep`), then yield once so other tasks run, as a real sleep would."""
+        seconds = max(0.0, seconds)
+        with self._lock:
+            self.sleeps.append(seconds)
+            self._now += seconds
+        await asyncio.sleep(0)
+
+    def __repr__(self) -> str:
+        return f"FakeClock(monotonic={self._now!r}, slept={len(self.sleeps)})"
+
+
+def _check_protocol(clock: FakeClock) -> Clock:
+    return clock  # mypy proves FakeClock satisfies Clock
