@@ -106,5 +106,10 @@ class RateLimitedError(Rejected):
 class DeadlineExceeded(Rejected, TimeoutError):
     """The call's time budget ran out; stalwart stopped waiting for it."""
 
+    def __init__(self, name: str, retry_in: float | None = None, detail: str = "") -> None:
+        # TimeoutError is an OSError, which would read three arguments as errno, strerror
+        # and filename. Deadlines are not a hot path, so a Python constructor is fine here.
+        self.args = (name, retry_in, detail)
+
     def _what(self) -> str:
         return "deadline exceeded"

@@ -168,7 +168,7 @@ def add_listener(listener: Listener, *types: type[Event]) -> None:
 
 def remove_listener(listener: Listener) -> None:
     """Stop delivering events to a global listener (no error if it was not registered)."""
-    _GLOBAL.change(tuple(s for s in _GLOBAL.subs if s.listener is not listener))
+    _GLOBAL.change(tuple(s for s in _GLOBAL.subs if s.listener != listener))
 
 
 class EventHub:
@@ -196,7 +196,7 @@ class EventHub:
         self.refresh()
 
     def remove(self, listener: Listener) -> None:
-        self._own = tuple(s for s in self._own if s.listener is not listener)
+        self._own = tuple(s for s in self._own if s.listener != listener)
         self.refresh()
 
     def refresh(self) -> None:

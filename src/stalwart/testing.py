@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from ._clock import Clock
-
 __all__ = ("FakeClock",)
 
 
@@ -61,7 +59,3 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock(monotonic={self._now!r}, slept={len(self.sleeps)})"
-
-
-def _check_protocol(clock: FakeClock) -> Clock:
-    return clock  # mypy proves FakeClock satisfies Clock

@@ -1,0 +1,277 @@
+"""Every calling form, sync and async, runs the same protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import threading
+import time
+
+import pytest
+
+from stalwart import CircuitBreaker, CircuitOpenError, ConfigError, DeadlineExceeded, State
+from stalwart.testing import FakeClock
+
+
+class Boom(Exception):
+    pass
+
+
+def test_decorator_keeps_name_doc_and_signature(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("q", clock=clock)
+
+    @breaker
+    def fetch(url: str, *, timeout: float = 3.0) -> str:
+        """Fetch it."""
+        return url
+
+    @breaker
+    async def afetch(url: str, retries: int = 1) -> str:
+        return url
+
+    assert fetch.__name__ == "fetch"
+    assert fetch.__doc__ == "Fetch it."
+    assert str(inspect.signature(fetch)) == "(url: 'str', *, timeout: 'float' = 3.0) -> 'str'"
+    assert inspect.iscoroutinefunction(afetch)
+    assert str(inspect.signature(afetch)) == "(url: 'str', retries: 'int' = 1) -> 'str'"
+    assert fetch("a", timeout=1) == "a"
+    assert asyncio.run(afetch("b")) == "b"
+
+
+@pytest.mark.parametrize("listening", [False, True], ids=["fast-path", "timed-path"])
+def test_sync_decorator_counts_and_opens(clock: FakeClock, listening: bool) -> None:
+    breaker = CircuitBreaker("q", failure_threshold=2, clock=clock)
+    if listening:
+        breaker.add_listener(lambda event: None)  # per-call events: the timed path
+
+    @breaker
+    def work(fail: bool) -> int:
+        if fail:
+            raise Boom
+        return 1
+
+    assert work(False) == 1
+    with pytest.raises(Boom):
+        work(True)
+    assert work(False) == 1  # resets the consecutive count
+    for _ in range(2):
+        with pytest.raises(Boom):
+            work(True)
+    with pytest.raises(CircuitOpenError):
+        work(False)
+    snap = breaker.snapshot()
+    assert (snap.total_successes, snap.total_failures, snap.total_rejections) == (2, 3, 1)
+
+
+@pytest.mark.parametrize("listening", [False, True], ids=["fast-path", "timed-path"])
+def test_async_decorator_counts_failures_of_async_def(clock: FakeClock, listening: bool) -> None:
+    # pybreaker's decorator never counts an async def failure; this is the regression test.
+    breaker = CircuitBreaker("q", failure_threshold=2, clock=clock)
+    if listening:
+        breaker.add_listener(lambda event: None)
+
+    @breaker
+    async def work(fail: bool) -> int:
+        await asyncio.sleep(0)
+        if fail:
+            raise Boom
+        return 1
+
+    async def main() -> None:
+        assert await work(False) == 1
+        for _ in range(2):
+            with pytest.raises(Boom):
+                await work(True)
+        with pytest.raises(CircuitOpenError):
+            await work(False)
+
+    asyncio.run(main())
+    assert breaker.state is State.OPEN
+    assert breaker.snapshot().total_failures == 2
+
+
+def test_call_and_acall_pass_arguments_and_results(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("q", clock=clock)
+
+    async def add(a: int, b: int = 0) -> int:
+        return a + b
+
+    assert breaker.call(divmod, 7, 2) == (3, 1)
+    assert asyncio.run(breaker.acall(add, 1, b=2)) == 3
+
+
+def test_call_refuses_an_async_function(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("q", clock=clock)
+
+    async def work() -> None:
+        pass
+
+    with pytest.raises(TypeError, match="acall"):
+        breaker.call(work)  # type: ignore[arg-type, unused-coroutine]
+
+
+def test_decorating_a_generator_function_is_refused(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("q", clock=clock)
+
+    def rows() -> object:
+        yield 1
+
+    async def arows() -> object:
+        yield 1
+
+    for fn in (rows, arows):
+        with pytest.raises(ConfigError, match="generator"):
+            breaker(fn)
+
+
+def test_with_block_checks_the_state_and_records_the_outcome(clock: FakeClock) -> None:
+    # circuitbreaker's `with` ignores an open circuit and lets a success close it.
+    breaker = CircuitBreaker("q", failure_threshold=1, clock=clock)
+    with pytest.raises(Boom), breaker:
+        raise Boom
+    ran = []
+    with pytest.raises(CircuitOpenError), breaker:
+        ran.append(1)
+    assert ran == []
+    assert breaker.state is State.OPEN
+
+
+def test_async_with_block(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("q", failure_threshold=1, recovery_timeout=5, clock=clock)
+
+    async def main() -> None:
+        with pytest.raises(Boom):
+            async with breaker:
+                raise Boom
+        with pytest.raises(CircuitOpenError):
+            async with breaker:
+                pass
+        clock.advance(5)
+        async with breaker:
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert breaker.state is State.CLOSED
+
+
+def test_nested_blocks_and_tasks_each_settle_their_own_ticket(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("q", failure_threshold=2, clock=clock)
+
+    async def one(fail: bool) -> None:
+        async with breaker:
+            await asyncio.sleep(0)
+            if fail:
+                raise Boom
+
+    async def main() -> None:
+        results = await asyncio.gather(one(False), one(True), one(False), return_exceptions=True)
+        assert [type(r) for r in results] == [type(None), Boom, type(None)]
+
+    asyncio.run(main())
+    with breaker, breaker:
+        pass
+    snap = breaker.snapshot()
+    assert (snap.total_successes, snap.total_failures) == (4, 1)
+
+
+def test_exit_without_enter_is_an_error(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("q", clock=clock)
+    with pytest.raises(RuntimeError, match="not entered"):
+        breaker.__exit__(None, None, None)
+
+
+# -- call_timeout --------------------------------------------------------------------
+
+
+def test_async_call_timeout_cancels_the_call_and_counts_a_failure() -> None:
+    breaker = CircuitBreaker("q", failure_threshold=1, call_timeout=0.05)
+    cancelled = []
+
+    @breaker
+    async def hang() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def main() -> None:
+        with pytest.raises(DeadlineExceeded) as info:
+            await hang()
+        assert isinstance(info.value, TimeoutError)
+
+    asyncio.run(main())
+    assert cancelled == [True]
+    assert breaker.state is State.OPEN
+
+
+def test_async_call_timeout_is_not_confused_with_the_calls_own_timeout_error() -> None:
+    breaker = CircuitBreaker("q", failure_threshold=5, call_timeout=5)
+
+    async def own() -> None:
+        raise TimeoutError("from the driver below")
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError, match="driver below") as info:
+            await breaker.acall(own)
+        assert not isinstance(info.value, DeadlineExceeded)
+
+    asyncio.run(main())
+
+
+def test_async_with_call_timeout_cancels_the_block() -> None:
+    breaker = CircuitBreaker("q", failure_threshold=1, call_timeout=0.05)
+
+    async def main() -> None:
+        with pytest.raises(DeadlineExceeded):
+            async with breaker:
+                await asyncio.Event().wait()
+
+    asyncio.run(main())
+    assert breaker.state is State.OPEN
+
+
+def test_sync_call_timeout_stops_waiting_while_the_thread_runs_on() -> None:
+    breaker = CircuitBreaker("q", failure_threshold=1, call_timeout=0.05)
+    release = threading.Event()
+    finished = threading.Event()
+    request = contextvars.ContextVar("request", default="none")
+    seen: list[str] = []
+
+    @breaker
+    def hang() -> str:
+        seen.append(request.get())
+        release.wait(10)
+        finished.set()
+        return "late"
+
+    request.set("r-1")
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match="thread runs on"):
+        hang()
+    assert time.monotonic() - started < 5
+    assert breaker.state is State.OPEN
+    assert not finished.is_set()  # still running: threads cannot be killed
+    release.set()
+    assert finished.wait(5)
+    assert seen == ["r-1"]  # the worker thread saw the caller's context
+
+
+def test_sync_call_timeout_returns_results_and_raises_errors_of_quick_calls() -> None:
+    breaker = CircuitBreaker("q", failure_threshold=3, call_timeout=5)
+    assert breaker.call(lambda: 42) == 42
+    with pytest.raises(Boom):
+        breaker.call(_boom)
+    assert breaker.snapshot().total_failures == 1
+
+
+def _boom() -> None:
+    raise Boom
+
+
+def test_sync_block_overrunning_call_timeout_counts_as_failure(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("q", failure_threshold=1, call_timeout=1, clock=clock)
+    with breaker:
+        clock.advance(2)  # cannot be interrupted, but is recorded
+    assert breaker.state is State.OPEN

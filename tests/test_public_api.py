@@ -1,0 +1,52 @@
+"""The public surface is small, deliberate and dependency-free."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import stalwart
+import stalwart.testing
+
+
+def _public_names(module: object) -> set[str]:
+    return {
+        name
+        for name in vars(module)
+        if not name.startswith("_")
+        and getattr(getattr(module, name), "__module__", "").startswith("stalwart")
+    }
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    assert isinstance(stalwart.__all__, tuple)
+    assert set(stalwart.__all__) == _public_names(stalwart)
+    assert len(stalwart.__all__) == len(set(stalwart.__all__))
+    assert set(stalwart.testing.__all__) == _public_names(stalwart.testing)
+
+
+def test_public_objects_come_from_private_modules() -> None:
+    # The implementation lives in _modules; the root only re-exports.
+    for name in stalwart.__all__:
+        module = getattr(getattr(stalwart, name), "__module__", "")
+        assert module.startswith("stalwart._"), (name, module)
+
+
+def test_import_stalwart_imports_no_optional_dependency() -> None:
+    code = (
+        "import sys, stalwart, stalwart.testing\n"
+        "std = sys.stdlib_module_names\n"
+        "extra = sorted({m.split('.')[0] for m in sys.modules} - set(std)"
+        " - {'stalwart', '__main__', '_distutils_hack', 'sitecustomize', 'usercustomize'})\n"
+        "print(','.join(extra))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "", f"import stalwart pulled in: {out}"
+
+
+def test_package_is_typed() -> None:
+    from importlib import resources
+
+    assert resources.files("stalwart").joinpath("py.typed").is_file()
