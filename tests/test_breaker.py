@@ -38,12 +38,10 @@ def boom() -> None:
 
 
 def fail(breaker: CircuitBreaker, times: int = 1, exc: BaseException | None = None) -> None:
+    raiser = boom if exc is None else _raiser(exc)
     for _ in range(times):
         with pytest.raises(type(exc) if exc else Boom):
-            if exc is None:
-                breaker.call(boom)
-            else:
-                breaker.call(_raiser(exc))
+            breaker.call(raiser)
 
 
 def _raiser(exc: BaseException) -> Any:
@@ -432,7 +430,8 @@ def test_reset_keeps_lifetime_totals(clock: FakeClock) -> None:
     breaker.reset()
     snap = breaker.snapshot()
     assert (snap.total_calls, snap.total_failures, snap.total_rejections) == (2, 1, 1)
-    assert snap.state is State.CLOSED and snap.transitions == 2
+    assert snap.state is State.CLOSED
+    assert snap.transitions == 2
 
 
 @pytest.mark.parametrize("value", ["1", "true", "YES", " on "])
@@ -524,3 +523,16 @@ def test_available_is_false_while_half_open_slots_are_taken(clock: FakeClock) ->
 
 def test_repr_shows_name_and_state(clock: FakeClock) -> None:
     assert repr(CircuitBreaker("db", clock=clock)) == "CircuitBreaker('db', state=closed)"
+
+
+def test_a_stale_success_does_not_reset_the_new_periods_failures(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("q", failure_threshold=2, recovery_timeout=5, clock=clock)
+    breaker.__enter__()  # admitted in the first closed period, still running
+    fail(breaker, 2)  # opens
+    clock.advance(5)
+    breaker.call(ok)  # the probe closes it: a new closed period
+    fail(breaker)  # one failure in the new period
+    breaker.__exit__(None, None, None)  # the old call succeeds now
+    assert breaker.snapshot().failure_count == 1
+    fail(breaker)
+    assert breaker.state is State.OPEN

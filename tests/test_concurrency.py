@@ -4,6 +4,7 @@ and no lock held while the user's function runs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
 import threading
@@ -74,10 +75,8 @@ def test_threads_hammering_keep_exact_counts(listening: bool) -> None:
     def worker(i: int) -> None:
         barrier.wait()
         for fail in plans[i]:
-            try:
+            with contextlib.suppress(Boom):
                 work(fail)
-            except Boom:
-                pass
 
     run_threads(THREADS, worker)
     snap = breaker.snapshot()
@@ -97,10 +96,8 @@ def test_concurrent_failures_open_the_breaker_exactly_once() -> None:
     def worker(i: int) -> None:
         barrier.wait()
         for _ in range(200):
-            try:
+            with contextlib.suppress(Boom, CircuitOpenError):
                 breaker.call(_boom)
-            except (Boom, CircuitOpenError):
-                pass
 
     run_threads(THREADS, worker)
     assert len(moves) == 1
@@ -113,39 +110,38 @@ def _boom() -> None:
     raise Boom
 
 
+def _threads_racing_for_probes(permitted: int, contenders: int) -> int:
+    """Open a breaker, let it go half-open, and count the probes admitted to a crowd."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "q", failure_threshold=1, recovery_timeout=10, half_open_max_calls=permitted, clock=clock
+    )
+    with contextlib.suppress(Boom):
+        breaker.call(_boom)
+    clock.advance(10)
+    all_tried = threading.Barrier(contenders)
+    start = threading.Barrier(contenders)
+    admitted: list[int] = []
+
+    def contender(i: int) -> None:
+        start.wait()
+        try:
+            with breaker:
+                admitted.append(i)
+                all_tried.wait()  # hold the probe until everyone has tried
+        except CircuitOpenError:
+            all_tried.wait()
+
+    run_threads(contenders, contender)
+    assert breaker.state is State.CLOSED  # the probes succeeded
+    return len(admitted)
+
+
 @pytest.mark.parametrize("permitted", [1, 3])
 def test_exactly_n_half_open_probes_across_threads_over_many_trials(permitted: int) -> None:
-    contenders = 12
     for trial in range(60):
-        clock = FakeClock()
-        breaker = CircuitBreaker(
-            "q",
-            failure_threshold=1,
-            recovery_timeout=10,
-            half_open_max_calls=permitted,
-            clock=clock,
-        )
-        try:
-            breaker.call(_boom)
-        except Boom:
-            pass
-        clock.advance(10)
-        all_tried = threading.Barrier(contenders)
-        start = threading.Barrier(contenders)
-        admitted: list[int] = []
-
-        def contender(i: int) -> None:
-            start.wait()
-            try:
-                with breaker:
-                    admitted.append(i)
-                    all_tried.wait()  # hold the probe until everyone has tried
-            except CircuitOpenError:
-                all_tried.wait()
-
-        run_threads(contenders, contender)
-        assert len(admitted) == permitted, f"trial {trial}: {len(admitted)} probes admitted"
-        assert breaker.state is State.CLOSED  # the probes succeeded
+        admitted = _threads_racing_for_probes(permitted, contenders=12)
+        assert admitted == permitted, f"trial {trial}: {admitted} probes admitted"
 
 
 @pytest.mark.parametrize("permitted", [1, 2])
@@ -226,10 +222,8 @@ def test_four_threads_inside_the_protected_call_at_once(mode: str) -> None:
     if mode == "timed-path":
         breaker.add_listener(lambda event: None)
     if mode == "half-open":
-        try:
+        with contextlib.suppress(Boom):
             breaker.call(_boom)
-        except Boom:
-            pass
         clock.advance(1)
         assert breaker.state is State.HALF_OPEN
     inside = threading.Barrier(4, timeout=10)
@@ -326,10 +320,8 @@ def test_the_runtime_never_lets_two_threads_into_the_core_at_once(
 
     def worker(i: int) -> None:
         for n in range(300):
-            try:
+            with contextlib.suppress(Boom, CircuitOpenError):
                 breaker.call(_boom if rng.random() < 0.4 else (lambda: None))
-            except (Boom, CircuitOpenError):
-                pass
             if n % 50 == 0:
                 clock.advance(1)
                 breaker.snapshot()

@@ -76,8 +76,10 @@ def test_per_call_events_with_durations(clock: FakeClock) -> None:
         breaker.call(lambda: {}["x"])
     kinds = [type(e) for e in seen]
     assert kinds == [CallSucceeded, SlowCall, CallFailed, CallIgnored]
-    assert isinstance(seen[0], CallSucceeded) and seen[0].duration == 2
-    assert isinstance(seen[2], CallFailed) and isinstance(seen[2].exception, Boom)
+    assert isinstance(seen[0], CallSucceeded)
+    assert seen[0].duration == 2
+    assert isinstance(seen[2], CallFailed)
+    assert isinstance(seen[2].exception, Boom)
 
 
 def test_rejections_are_events_too(clock: FakeClock) -> None:
@@ -142,7 +144,8 @@ def test_a_failing_listener_is_logged_and_the_call_goes_on(
     breaker.add_listener(broken)
     with caplog.at_level(logging.ERROR, logger="stalwart"):
         assert breaker.call(lambda: 7) == 7
-    assert "listener" in caplog.text and "listener bug" in caplog.text
+    assert "listener" in caplog.text
+    assert "listener bug" in caplog.text
 
 
 def test_bad_listener_registration_names_the_field() -> None:
