@@ -206,3 +206,30 @@ def test_bound_methods_can_be_removed_with_a_fresh_reference(clock: FakeClock) -
     breaker.remove_listener(seen.append)
     breaker.force_open()
     assert seen == []
+
+
+def test_listeners_added_from_many_threads_are_all_kept(clock: FakeClock) -> None:
+    import threading
+
+    breaker = CircuitBreaker("q", clock=clock)
+    hits: list[int] = []
+    listeners = [lambda event, i=i: hits.append(i) for i in range(64)]
+    barrier = threading.Barrier(8)
+
+    def register(chunk: int) -> None:
+        barrier.wait()
+        for listener in listeners[chunk::8]:
+            breaker.add_listener(listener, StateTransition)
+            stalwart.add_listener(listener, StateTransition)
+
+    threads = [threading.Thread(target=register, args=(c,)) for c in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        breaker.force_open()
+    finally:
+        for listener in listeners:
+            stalwart.remove_listener(listener)
+    assert sorted(hits) == sorted(list(range(64)) * 2)  # once per instance, once global

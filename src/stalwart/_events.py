@@ -149,9 +149,11 @@ class _GlobalListeners:
         with self._lock:
             self._hubs.add(hub)
 
-    def change(self, subs: tuple[_Subscription, ...]) -> None:
-        with self._lock:
-            self.subs = subs
+    def change(
+        self, update: Callable[[tuple[_Subscription, ...]], tuple[_Subscription, ...]]
+    ) -> None:
+        with self._lock:  # read-modify-write: two threads adding at once both count
+            self.subs = update(self.subs)
             hubs = list(self._hubs)
         for hub in hubs:
             hub.refresh()
@@ -163,23 +165,24 @@ _GLOBAL = _GlobalListeners()
 def add_listener(listener: Listener, *types: type[Event]) -> None:
     """Deliver events of every stalwart instance (of ``types`` only, if given) to ``listener``."""
     sub = _subscription(listener, types)
-    _GLOBAL.change((*_GLOBAL.subs, sub))
+    _GLOBAL.change(lambda subs: (*subs, sub))
 
 
 def remove_listener(listener: Listener) -> None:
     """Stop delivering events to a global listener (no error if it was not registered)."""
-    _GLOBAL.change(tuple(s for s in _GLOBAL.subs if s.listener != listener))
+    _GLOBAL.change(lambda subs: tuple(s for s in subs if s.listener != listener))
 
 
 class EventHub:
     """One instance's listeners plus the global ones, with precomputed "anyone wants X" flags."""
 
-    __slots__ = ("__weakref__", "_all", "_on_change", "_own", "calls", "rejections")
+    __slots__ = ("__weakref__", "_all", "_lock", "_on_change", "_own", "calls", "rejections")
 
     def __init__(self) -> None:
         self._own: tuple[_Subscription, ...] = ()
         self._all: tuple[_Subscription, ...] = ()
         self._on_change: Callable[[], None] | None = None
+        self._lock = threading.Lock()
         self.calls = False
         """Someone wants per-call events (success, failure, ignored, slow)."""
         self.rejections = False
@@ -192,11 +195,14 @@ class EventHub:
         self._on_change = on_change
 
     def add(self, listener: Listener, types: tuple[type[Event], ...]) -> None:
-        self._own = (*self._own, _subscription(listener, types))
+        sub = _subscription(listener, types)
+        with self._lock:
+            self._own = (*self._own, sub)
         self.refresh()
 
     def remove(self, listener: Listener) -> None:
-        self._own = tuple(s for s in self._own if s.listener != listener)
+        with self._lock:
+            self._own = tuple(s for s in self._own if s.listener != listener)
         self.refresh()
 
     def refresh(self) -> None:
