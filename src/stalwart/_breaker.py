@@ -765,7 +765,9 @@ class CircuitBreaker:
             self._core.on_success(ticket, now, duration)
             moved = self._drain()
         if self._hub.calls:
-            self._emit_call(CallSucceeded, now, duration, None, None)
+            self._emit_outcome(
+                CallSucceeded(name=self.name, strategy=_STRATEGY, at=now, duration=duration)
+            )
         if moved:
             self._publish(moved)
 
@@ -778,7 +780,16 @@ class CircuitBreaker:
             self._core.on_failure(ticket, now, duration, retry_after)
             moved = self._drain()
         if self._hub.calls:
-            self._emit_call(CallFailed, now, duration, exception, retry_after)
+            self._emit_outcome(
+                CallFailed(
+                    name=self.name,
+                    strategy=_STRATEGY,
+                    at=now,
+                    duration=duration,
+                    exception=exception,
+                    retry_after=retry_after,
+                )
+            )
         if moved:
             self._publish(moved)
 
@@ -794,7 +805,11 @@ class CircuitBreaker:
             with self._lock:
                 self._core.on_ignored(ticket)
             if self._hub.calls:
-                self._emit_call(CallIgnored, now, duration, exc, None)
+                self._emit_outcome(
+                    CallIgnored(
+                        name=self.name, strategy=_STRATEGY, at=now, duration=duration, exception=exc
+                    )
+                )
 
     def _settle_result(self, ticket: int, result: Any, duration: float) -> None:
         """Count a returned value: a success unless failure_if judges it a failure."""
@@ -867,38 +882,18 @@ class CircuitBreaker:
                 )
             )
 
-    def _emit_call(
-        self,
-        kind: type[CallSucceeded] | type[CallFailed] | type[CallIgnored],
-        now: float,
-        duration: float,
-        exc: BaseException | None,
-        retry_after: float | None,
-    ) -> None:
-        hub = self._hub
-        name = self.name
-        if kind is CallSucceeded:
-            hub.emit(CallSucceeded(name=name, strategy=_STRATEGY, at=now, duration=duration))
-        elif kind is CallFailed:
-            hub.emit(
-                CallFailed(
-                    name=name,
-                    strategy=_STRATEGY,
-                    at=now,
-                    duration=duration,
-                    exception=exc,
-                    retry_after=retry_after,
-                )
-            )
-        elif exc is not None:
-            hub.emit(
-                CallIgnored(name=name, strategy=_STRATEGY, at=now, duration=duration, exception=exc)
-            )
+    def _emit_outcome(self, event: CallSucceeded | CallFailed | CallIgnored) -> None:
+        """Deliver a per-call event, and a SlowCall after it when the call was slow."""
+        self._hub.emit(event)
         threshold = self.config.slow_call_duration
-        if threshold is not None and duration >= threshold:
-            hub.emit(
+        if threshold is not None and event.duration >= threshold:
+            self._hub.emit(
                 SlowCall(
-                    name=name, strategy=_STRATEGY, at=now, duration=duration, threshold=threshold
+                    name=self.name,
+                    strategy=_STRATEGY,
+                    at=event.at,
+                    duration=event.duration,
+                    threshold=threshold,
                 )
             )
 
