@@ -95,16 +95,22 @@ def decorate(guard: Guard, fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def _sync_wrapper(guard: Guard, fn: Callable[P, R]) -> Callable[P, R]:
-    successes = guard._successes
+    # Bound once: on the rejection path every attribute lookup saved shows.
+    successes, acquire, rejection, name = (
+        guard._successes,
+        guard._acquire,
+        guard._Rejection,
+        guard.name,
+    )
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         ticket = guard._fast
         if ticket is None:
-            permit = guard._acquire()
+            permit = acquire()
             if type(permit) is not int:
                 # Raised here, not deeper: unwinding frames is most of a rejection's cost.
-                raise guard._Rejection(guard.name, permit)
+                raise rejection(name, permit)
             return run_sync(guard, fn, permit, args, kwargs)
         # Fast path (closed, nobody timing calls): no clock reads, no lock on success.
         try:
@@ -121,15 +127,20 @@ def _sync_wrapper(guard: Guard, fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def _async_wrapper(guard: Guard, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    successes = guard._successes
+    successes, acquire, rejection, name = (
+        guard._successes,
+        guard._acquire,
+        guard._Rejection,
+        guard.name,
+    )
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         ticket = guard._fast
         if ticket is None:
-            permit = guard._acquire()
+            permit = acquire()
             if type(permit) is not int:
-                raise guard._Rejection(guard.name, permit)
+                raise rejection(name, permit)
             return await run_async(guard, fn, permit, args, kwargs)
         try:
             result = await fn(*args, **kwargs)

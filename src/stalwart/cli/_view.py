@@ -1,0 +1,158 @@
+"""How the demo shows itself while it runs: a live rich table on a terminal, lines elsewhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol, TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ._plan import DemoPlan, Phase
+from ._report import PHASE_TEXT
+from ._stats import SideStats, percentile
+
+__all__ = ("LineView", "LiveView", "QuietView", "SideRow", "Status", "View")
+
+
+@dataclass(frozen=True, slots=True)
+class SideRow:
+    name: str
+    breaker: str | None
+    calls: int
+    answered: int
+    failed: int
+    rejected: int | None
+    in_flight: int
+    p50: float | None
+    p99: float | None
+    worst_wait: float
+
+    @classmethod
+    def of(cls, name: str, stats: SideStats, now: float, breaker: str | None) -> SideRow:
+        return cls(
+            name=name,
+            breaker=breaker,
+            calls=stats.calls,
+            answered=stats.answered,
+            failed=stats.failed,
+            rejected=stats.rejected if breaker is not None else None,
+            in_flight=stats.in_flight,
+            p50=percentile(stats.durations, 50),
+            p99=percentile(stats.durations, 99),
+            worst_wait=stats.worst_wait(now),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """One frame of the live view."""
+
+    plan: DemoPlan
+    elapsed: float
+    rows: tuple[SideRow, ...]
+
+
+class View(Protocol):
+    def event(self, text: str) -> None:
+        """Something happened once: a phase change, a breaker transition."""
+
+    def update(self, status: Status) -> None:
+        """The current numbers (called a few times per second)."""
+
+
+class LineView:
+    """For pipes and CI: one line per event, no animation."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def event(self, text: str) -> None:
+        print(text, file=self._stream, flush=True)
+
+    def update(self, status: Status) -> None:
+        pass
+
+
+_PHASE_STYLE = {Phase.HEALTHY: "green", Phase.OUTAGE: "bold red", Phase.RECOVERY: "yellow"}
+_STATE_STYLE = {"closed": "green", "open": "bold red", "half_open": "yellow"}
+
+
+class LiveView:
+    """For terminals: a table redrawn in place, events printed above it."""
+
+    def __init__(self, console: Console) -> None:
+        # Redrawn from the event loop (auto_refresh off): no thread reads the counters.
+        self._live = Live(console=console, auto_refresh=False, redirect_stdout=False)
+
+    def __enter__(self) -> LiveView:
+        self._live.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._live.stop()
+
+    def event(self, text: str) -> None:
+        self._live.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def update(self, status: Status) -> None:
+        self._live.update(_table(status), refresh=True)
+
+
+def _table(status: Status) -> Table:
+    plan = status.plan
+    phase = plan.phase_at(status.elapsed)
+    title = Text.assemble(
+        "stalwart demo   upstream ",
+        (PHASE_TEXT[phase], _PHASE_STYLE[phase]),
+        f"   phase ends in {max(0.0, plan.phase_end(phase) - status.elapsed):.1f} s"
+        f"   {max(0.0, plan.duration - status.elapsed):.1f} s left",
+    )
+    caption = (
+        f"protected: breaker, {plan.call_timeout:g} s timeout   "
+        f"unprotected: no breaker, {plan.unprotected_timeout:g} s timeout   "
+        "Ctrl-C stops and prints the summary"
+    )
+    table = Table(title=title, caption=caption)
+    for header in ("side", "breaker", "calls", "answered", "failed", "rejected", "in flight"):
+        table.add_column(header, justify="left" if header in ("side", "breaker") else "right")
+    for header in ("p50", "p99", "worst wait"):
+        table.add_column(header, justify="right")
+    for row in status.rows:
+        state = Text(row.breaker or "-", _STATE_STYLE.get(row.breaker or "", ""))
+        too_long = row.breaker is not None and row.worst_wait > plan.wait_limit
+        worst = Text(f"{row.worst_wait:.2f} s", "bold red" if too_long else "")
+        table.add_row(
+            row.name,
+            state,
+            str(row.calls),
+            str(row.answered),
+            str(row.failed),
+            "-" if row.rejected is None else str(row.rejected),
+            str(row.in_flight),
+            _ms(row.p50),
+            _ms(row.p99),
+            worst,
+        )
+    return table
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+class QuietView:
+    """Shows nothing: for running the demo as a function (tests, embedding)."""
+
+    def event(self, text: str) -> None:
+        pass
+
+    def update(self, status: Status) -> None:
+        pass

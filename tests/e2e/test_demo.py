@@ -1,0 +1,138 @@
+"""`stalwart demo` end to end: a real upstream on loopback, real httpx workers, the real CLI.
+
+The demo runs once (6 s) through ``stalwart.cli.main``; the tests read its JSON summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import json
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from stalwart.cli import main
+
+DURATION = 6
+TOLERANCE = 0.25  # scheduling slack on top of call_timeout, as the acceptance rule states
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    status: int
+    summary: dict[str, Any]
+    leaks: list[str]
+
+
+@pytest.fixture(scope="module")
+def run() -> DemoRun:
+    out = io.StringIO()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with contextlib.redirect_stdout(out):
+            status = main(["demo", "--duration", str(DURATION), "--json"])
+        gc.collect()  # unclosed transports and sockets warn when collected
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    return DemoRun(status, json.loads(out.getvalue()), leaks)
+
+
+def test_the_verdict_holds_and_the_exit_status_says_so(run: DemoRun) -> None:
+    verdict = run.summary["verdict"]
+    assert verdict["holds"], verdict["checks"]
+    assert run.status == 0
+    assert not run.summary["interrupted"]
+
+
+def test_protected_side_sends_at_most_threshold_plus_probes_per_recovery_period(
+    run: DemoRun,
+) -> None:
+    settings = run.summary["protected"]["breaker_settings"]
+    bound = settings["failure_threshold"] + settings["half_open_max_calls"]
+    verdict = run.summary["verdict"]
+    assert verdict["per_period_bound"] == bound
+    periods = verdict["periods"]
+    assert periods, "the breaker never opened during the outage"
+    assert all(p["requests"] <= bound for p in periods), periods
+    # The stretch before the first opening is bounded by the workers already in flight.
+    before = verdict["before_first_opening"]
+    workers = run.summary["workers_per_side"]
+    assert before["requests"] <= settings["failure_threshold"] + workers - 1
+    # Every protected request the dead upstream saw is accounted to exactly one period.
+    seen = run.summary["protected"]["reached_dead_upstream"]
+    assert seen == before["requests"] + sum(p["requests"] for p in periods)
+
+
+def test_no_protected_call_waits_past_its_timeout(run: DemoRun) -> None:
+    protected = run.summary["protected"]
+    limit = protected["breaker_settings"]["call_timeout_s"] + TOLERANCE
+    assert protected["worst_wait_s"] <= limit
+    assert run.summary["verdict"]["worst_wait_s"] == protected["worst_wait_s"]
+
+
+def test_unprotected_callers_wait_much_longer(run: DemoRun) -> None:
+    protected, unprotected = run.summary["protected"], run.summary["unprotected"]
+    assert unprotected["worst_wait_s"] >= 0.95 * unprotected["http_timeout_s"]
+    assert unprotected["worst_wait_s"] >= 2 * protected["worst_wait_s"]
+    assert unprotected["failed_time_s"] > 2 * protected["failed_time_s"]
+
+
+def test_breaker_opens_in_the_outage_and_closes_after_recovery(run: DemoRun) -> None:
+    breaker = run.summary["breaker"]
+    transitions = breaker["transitions"]
+    assert any(t["new"] == "open" and t["phase"] == "outage" for t in transitions), transitions
+    assert transitions[-1]["new"] == "closed"
+    assert transitions[-1]["phase"] == "recovery"
+    assert breaker["final_state"] == "closed"
+    assert run.summary["verdict"]["closed_after_outage_s"] is not None
+
+
+def test_upstream_saw_both_sides_in_every_phase(run: DemoRun) -> None:
+    for side in ("protected", "unprotected"):
+        counts = run.summary[side]["requests_by_phase"]
+        assert all(counts[phase] > 0 for phase in ("healthy", "outage", "recovery")), counts
+        assert run.summary[side]["answered"] > 0
+
+
+def test_the_run_leaks_no_sockets_or_transports(run: DemoRun) -> None:
+    assert run.leaks == []
+
+
+def test_duration_below_the_minimum_is_a_usage_error_naming_the_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--duration", "2"])
+    assert exit_info.value.code == 2
+    assert "--duration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["demo", "--workers", "0"], ["demo", "--bogus"], []])
+def test_bad_arguments_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert "usage: stalwart" in capsys.readouterr().err
+
+
+def test_module_entry_point_prints_the_version_without_loading_the_cli_extra() -> None:
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['stalwart', '--version']\n"
+        "try:\n"
+        "    runpy.run_module('stalwart.cli', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "loaded = sorted({'rich', 'httpx'} & sys.modules.keys())\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("stalwart ")
