@@ -176,10 +176,29 @@ def test_a_hung_probe_loses_its_lease_and_counts_as_failed(clock: FakeClock) -> 
     assert breaker.state is State.CLOSED
 
 
-def test_probe_lease_defaults_to_call_timeout_else_recovery_timeout() -> None:
+def test_probe_lease_defaults_to_recovery_timeout_plus_call_timeout() -> None:
     assert BreakerConfig(recovery_timeout=7).effective_probe_lease == 7
-    assert BreakerConfig(recovery_timeout=7, call_timeout=2).effective_probe_lease == 2
-    assert BreakerConfig(probe_lease=1, call_timeout=2).effective_probe_lease == 1
+    assert BreakerConfig(recovery_timeout=7, call_timeout=2).effective_probe_lease == 9
+    assert BreakerConfig(probe_lease=3, call_timeout=2).effective_probe_lease == 3
+
+
+def test_a_probe_back_after_its_lease_failed_whether_or_not_anyone_looked(
+    clock: FakeClock,
+) -> None:
+    outcomes = []
+    for someone_looked in (False, True):
+        breaker = CircuitBreaker(
+            "q", failure_threshold=1, recovery_timeout=10, probe_lease=5, clock=clock
+        )
+        fail(breaker)
+        clock.advance(10)
+        with breaker:  # the probe
+            clock.advance(8)  # overruns its 5 s lease
+            if someone_looked:
+                assert breaker.state is State.OPEN
+        snap = breaker.snapshot()
+        outcomes.append((snap.state, snap.failed_recoveries))
+    assert outcomes == [(State.OPEN, 1), (State.OPEN, 1)]
 
 
 def test_an_ignored_probe_frees_its_slot_without_deciding(clock: FakeClock) -> None:
@@ -434,6 +453,25 @@ def test_reset_keeps_lifetime_totals(clock: FakeClock) -> None:
     assert snap.transitions == 2
 
 
+def test_the_environment_switch_survives_reset(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> None:
+    # An admin reset must not override the operator's kill switch.
+    monkeypatch.setenv(DISABLE_ENV, "1")
+    breaker = CircuitBreaker("q", clock=clock)
+    breaker.force_open()
+    breaker.reset()
+    assert breaker.state is State.DISABLED
+
+
+def test_disable_forgets_when_it_last_opened(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("q", failure_threshold=1, clock=clock)
+    fail(breaker)
+    assert breaker.snapshot().opened_at is not None
+    breaker.disable()
+    assert breaker.snapshot().opened_at is None
+
+
 @pytest.mark.parametrize("value", ["1", "true", "YES", " on "])
 def test_environment_switch_makes_breakers_pass_through(
     monkeypatch: pytest.MonkeyPatch, clock: FakeClock, value: str
@@ -518,7 +556,9 @@ def test_available_is_false_while_half_open_slots_are_taken(clock: FakeClock) ->
     assert breaker.available
     with breaker:
         assert not breaker.available
-        assert breaker.poll_hint()["state"] == "half_open"
+        hint = breaker.poll_hint()
+        assert (hint["state"], hint["retry_in"]) == ("half_open", None)  # depends on the probe
+        assert rejected(breaker).retry_in is None
 
 
 def test_repr_shows_name_and_state(clock: FakeClock) -> None:
@@ -536,3 +576,66 @@ def test_a_stale_success_does_not_reset_the_new_periods_failures(clock: FakeCloc
     assert breaker.snapshot().failure_count == 1
     fail(breaker)
     assert breaker.state is State.OPEN
+
+
+# -- user hooks and server hints -------------------------------------------------------
+
+
+def test_a_raising_hook_is_logged_and_the_call_keeps_its_own_outcome(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    breaker = CircuitBreaker(
+        "q",
+        failure_threshold=1,
+        recovery_timeout=10,
+        failure_if=lambda r: r["status"] >= 500,
+        clock=clock,
+    )
+    fail(breaker)
+    clock.advance(10)
+    assert breaker.call(dict) == {}  # the hook's KeyError does not replace the value
+    assert "failure_if raised" in caplog.text
+    assert breaker.state is State.CLOSED  # counted as the default: a success
+    assert breaker.snapshot().half_open_in_flight == 0
+
+
+def test_a_raising_record_predicate_counts_the_exception_as_a_failure(clock: FakeClock) -> None:
+    def broken(exc: BaseException) -> bool:
+        raise RuntimeError("predicate bug")
+
+    breaker = CircuitBreaker("q", failure_threshold=1, record=broken, clock=clock)
+    fail(breaker)  # the caller still sees its own Boom
+    assert breaker.state is State.OPEN
+
+
+def test_hints_from_retry_after_from_are_normalised_and_capped(clock: FakeClock) -> None:
+    breaker = CircuitBreaker(
+        "q",
+        recovery_timeout=10,
+        max_recovery_timeout=300,
+        retry_after_from=lambda e: e.args[0] if e.args else None,
+        clock=clock,
+    )
+    fail(breaker, exc=Boom(timedelta(seconds=45)))
+    assert rejected(breaker).retry_in == pytest.approx(45)
+    breaker.reset()
+    fail(breaker, exc=Boom(float("inf")))  # no usable hint: an ordinary failure
+    assert breaker.state is State.CLOSED
+    fail(breaker, exc=Boom(86_400))  # a day: capped at max_recovery_timeout
+    assert rejected(breaker).retry_in == pytest.approx(300)
+
+
+def test_retry_after_pauses_even_when_the_exception_is_not_recorded(clock: FakeClock) -> None:
+    breaker = CircuitBreaker(
+        "llm", failure_threshold=5, record=ConnectionError, recovery_timeout=1, clock=clock
+    )
+    fail(breaker, exc=RateLimited(20))  # a 429 is not a ConnectionError, but says "pause"
+    assert rejected(breaker).retry_in == pytest.approx(20)
+
+
+def test_failure_count_stays_consecutive_when_slow_calls_keep_a_window(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("q", failure_threshold=3, slow_call_duration=5, clock=clock)
+    fail(breaker)
+    breaker.call(ok)
+    fail(breaker)
+    assert breaker.snapshot().failure_count == 1

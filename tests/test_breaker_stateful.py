@@ -97,8 +97,9 @@ class Model:
         self.rejections += 1
         return None
 
-    def succeeded(self, tag: tuple[str, int]) -> None:
+    def succeeded(self, tag: tuple[str, int], now: float) -> None:
         self.successes += 1
+        self.tick(now)  # a probe back after its lease has already failed
         kind, key = tag
         if kind == "closed" and self.state is State.CLOSED and key == self.period:
             self.consecutive = 0
@@ -110,6 +111,7 @@ class Model:
 
     def failed(self, tag: tuple[str, int], now: float) -> None:
         self.failures += 1
+        self.tick(now)
         kind, key = tag
         if kind == "closed" and self.state is State.CLOSED and key == self.period:
             self.consecutive += 1
@@ -119,8 +121,9 @@ class Model:
             del self.probes[key]
             self.failed_recovery(now)
 
-    def was_ignored(self, tag: tuple[str, int]) -> None:
+    def was_ignored(self, tag: tuple[str, int], now: float) -> None:
         self.ignored += 1
+        self.tick(now)
         if tag[0] == "probe":
             self.probes.pop(tag[1], None)
 
@@ -177,12 +180,13 @@ class BreakerMachine(RuleBasedStateMachine):
         self.open_blocks = []
 
     def _settle_in_model(self, tag: tuple[str, int], outcome: str) -> None:
+        now = self.clock.monotonic()
         if outcome == "success":
-            self.model.succeeded(tag)
+            self.model.succeeded(tag, now)
         elif outcome == "failure":
-            self.model.failed(tag, self.clock.monotonic())
+            self.model.failed(tag, now)
         else:
-            self.model.was_ignored(tag)
+            self.model.was_ignored(tag, now)
 
     @rule(outcome=OUTCOMES)
     def call(self, outcome: str) -> None:

@@ -7,26 +7,34 @@ from typing import Any
 import pytest
 
 from stalwart import BreakerConfig, CircuitBreaker, ConfigError, PollIntervals
+from stalwart.testing import FakeClock
 
 BAD: list[tuple[dict[str, Any], str, str]] = [
     ({"failure_threshold": 0}, "failure_threshold", ">= 1"),
     ({"failure_threshold": 2.5}, "failure_threshold", "integer"),
     ({"failure_threshold": True}, "failure_threshold", "integer"),
     ({"failure_threshold": 3, "failure_rate": 0.5}, "failure_threshold", "not both"),
-    ({"failure_rate": 0}, "failure_rate", "> 0"),
     ({"failure_rate": 1.5}, "failure_rate", "(0, 1]"),
-    ({"failure_rate": float("nan")}, "failure_rate", "finite"),
-    ({"window": 0}, "window", ">= 1"),
-    ({"window": 10, "window_duration": 5.0}, "window", "not both"),
-    ({"window_duration": -1}, "window_duration", "> 0"),
-    ({"window": 10, "minimum_calls": 11}, "minimum_calls", "<= window"),
-    ({"minimum_calls": 0}, "minimum_calls", ">= 1"),
+    ({"failure_rate": float("nan")}, "failure_rate", "ratio in (0, 1]"),
+    ({"failure_rate": 0.5, "window": 0}, "window", ">= 1"),
+    ({"failure_rate": 0.5, "window": 10, "window_duration": 5.0}, "window", "not both"),
+    ({"failure_rate": 0.5, "window_duration": -1}, "window_duration", "> 0"),
+    ({"failure_rate": 0.5, "window": 10, "minimum_calls": 11}, "minimum_calls", "<= the window"),
+    ({"failure_rate": 0.5, "minimum_calls": 150}, "minimum_calls", "window of 100 calls"),
+    ({"failure_rate": 0.5, "minimum_calls": 0}, "minimum_calls", ">= 1"),
+    ({"window": 10}, "window", "only applies with failure_rate"),
+    ({"window_duration": 30.0}, "window_duration", "only applies"),
+    ({"minimum_calls": 5}, "minimum_calls", "only applies"),
+    ({"slow_call_rate": 0.5}, "slow_call_rate", "only applies with slow_call_duration"),
+    ({"call_timeout": 5, "probe_lease": 2}, "probe_lease", ">= call_timeout"),
     ({"slow_call_duration": 0}, "slow_call_duration", "> 0"),
-    ({"slow_call_rate": 2}, "slow_call_rate", "(0, 1]"),
+    ({"slow_call_duration": 1, "slow_call_rate": 2}, "slow_call_rate", "(0, 1]"),
+    ({"failure_rate": 0}, "failure_rate", "ratio in (0, 1]"),
     ({"recovery_timeout": 0}, "recovery_timeout", "> 0"),
     ({"recovery_timeout": "60"}, "recovery_timeout", "number"),
     ({"recovery_timeout": float("inf")}, "recovery_timeout", "finite"),
     ({"recovery_backoff": 0.5}, "recovery_backoff", ">= 1"),
+    ({"recovery_backoff": 0}, "recovery_backoff", ">= 1"),
     ({"recovery_timeout": 60, "max_recovery_timeout": 30}, "max_recovery_timeout", ">= recovery"),
     ({"success_threshold": 0}, "success_threshold", ">= 1"),
     ({"half_open_max_calls": -1}, "half_open_max_calls", ">= 1"),
@@ -75,17 +83,32 @@ def test_name_must_be_a_non_empty_string() -> None:
 def test_config_object_or_keywords_but_not_both() -> None:
     config = BreakerConfig(failure_threshold=2)
     assert CircuitBreaker("q", config).config is config
-    with pytest.raises(ConfigError, match="not both"):
+    with pytest.raises(ConfigError, match="not both") as info:
         CircuitBreaker("q", config, failure_threshold=3)
+    assert info.value.field == "config"
     with pytest.raises(ConfigError) as info:
         CircuitBreaker("q", {"failure_threshold": 2})  # type: ignore[arg-type]
     assert info.value.field == "config"
 
 
 def test_clock_must_implement_the_protocol() -> None:
-    with pytest.raises(ConfigError) as info:
-        CircuitBreaker("q", clock=object())  # type: ignore[arg-type]
-    assert info.value.field == "clock"
+    for bad in (object(), FakeClock):  # the class itself, not an instance
+        with pytest.raises(ConfigError) as info:
+            CircuitBreaker("q", clock=bad)  # type: ignore[arg-type]
+        assert info.value.field == "clock"
+
+
+def test_minimum_calls_defaults_to_what_the_window_can_hold() -> None:
+    assert BreakerConfig(failure_rate=0.5).effective_minimum_calls == 20
+    assert BreakerConfig(failure_rate=0.5, window=10).effective_minimum_calls == 10
+    assert BreakerConfig(failure_rate=0.5, window_duration=5.0).effective_minimum_calls == 20
+
+
+def test_record_accepts_a_list_of_classes() -> None:
+    breaker = CircuitBreaker("q", failure_threshold=1, record=[ConnectionError, TimeoutError])
+    with pytest.raises(KeyError):
+        breaker.call(lambda: {}["x"])
+    assert breaker.state.value == "closed"
 
 
 def test_defaults_are_safe_and_bounded() -> None:

@@ -275,3 +275,64 @@ def test_sync_block_overrunning_call_timeout_counts_as_failure(clock: FakeClock)
     with breaker:
         clock.advance(2)  # cannot be interrupted, but is recorded
     assert breaker.state is State.OPEN
+
+
+def test_only_the_guards_own_deadline_bypasses_classification() -> None:
+    # An inner guard's DeadlineExceeded is the caller's exception to this breaker: it is
+    # classified (here: ignored) on every path, with or without a call_timeout.
+    def inner() -> None:
+        raise DeadlineExceeded("inner", None)
+
+    for timeout in (None, 5.0):
+        breaker = CircuitBreaker(
+            "q", failure_threshold=1, ignore=TimeoutError, call_timeout=timeout
+        )
+        with pytest.raises(DeadlineExceeded):
+            breaker(inner)()
+        with pytest.raises(DeadlineExceeded):
+            breaker.call(inner)
+        assert breaker.state is State.CLOSED
+        assert breaker.snapshot().total_ignored == 2
+
+
+def test_an_overrun_on_the_guards_clock_counts_on_every_path(clock: FakeClock) -> None:
+    # On a FakeClock nothing real times out; the measured overrun is judged alike by
+    # call(), the decorator, `with` and acall: the value comes back, a failure is counted.
+    breaker = CircuitBreaker("q", failure_threshold=10, call_timeout=1, clock=clock)
+
+    def slow() -> str:
+        clock.advance(5)
+        return "late"
+
+    async def aslow() -> str:
+        clock.advance(5)
+        return "late"
+
+    assert breaker.call(slow) == "late"
+    assert breaker(slow)() == "late"
+    with breaker:
+        clock.advance(5)
+    assert asyncio.run(breaker.acall(aslow)) == "late"
+    assert breaker.snapshot().total_failures == 4
+
+
+def test_acall_refuses_a_plain_function_without_counting_it(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("q", failure_threshold=1, clock=clock)
+    with pytest.raises(TypeError, match="not async"):
+        asyncio.run(breaker.acall(lambda: "hi"))  # type: ignore[arg-type, return-value]
+    assert breaker.snapshot().total_calls == 0
+
+
+def test_an_object_with_async_call_gets_the_async_wrapper(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("q", failure_threshold=2, clock=clock)
+
+    class Client:
+        async def __call__(self) -> None:
+            raise Boom
+
+    guarded = breaker(Client())
+    assert inspect.iscoroutinefunction(guarded)
+    for _ in range(2):
+        with pytest.raises(Boom):
+            asyncio.run(guarded())
+    assert breaker.state is State.OPEN

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 
@@ -233,3 +234,46 @@ def test_listeners_added_from_many_threads_are_all_kept(clock: FakeClock) -> Non
         for listener in listeners:
             stalwart.remove_listener(listener)
     assert sorted(hits) == sorted(list(range(64)) * 2)  # once per instance, once global
+
+
+def test_transitions_reach_listeners_in_the_order_they_happened(clock: FakeClock) -> None:
+    import threading
+
+    breaker = CircuitBreaker("q", failure_threshold=1, recovery_timeout=1, clock=clock)
+    inside, go = threading.Event(), threading.Event()
+    seen: list[State] = []
+
+    def slow_on_open(event: StateTransition) -> None:
+        if event.new is State.OPEN and not go.is_set():
+            inside.set()
+            go.wait(10)  # a slow listener (a network exporter, say) holds this delivery
+
+    breaker.add_listener(slow_on_open, StateTransition)
+    breaker.add_listener(lambda e: seen.append(e.new), StateTransition)
+
+    def opener() -> None:
+        with contextlib.suppress(Boom):
+            breaker.call(boom)
+
+    first = threading.Thread(target=opener)
+    first.start()
+    assert inside.wait(10)
+    clock.advance(1)
+    second = threading.Thread(target=lambda: breaker.state)  # open -> half_open, meanwhile
+    second.start()
+    second.join(0.2)  # it must wait for the first delivery to finish, not overtake it
+    go.set()
+    first.join(10)
+    second.join(10)
+    assert seen == [State.OPEN, State.HALF_OPEN]
+
+
+def test_counters_read_their_position_from_repr() -> None:
+    import itertools
+
+    from stalwart._breaker import _LockedCount, _peek
+
+    for counter in (itertools.count(), _LockedCount()):
+        for _ in range(3):
+            next(counter)
+        assert _peek(counter) == 3

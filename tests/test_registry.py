@@ -76,3 +76,8 @@ def test_registry_is_read_only_and_can_be_cleared() -> None:
     stalwart.circuit_breakers.remove("a")
     assert "a" not in stalwart.circuit_breakers
     assert repr(stalwart.circuit_breakers) == "<circuit breaker registry: []>"
+
+
+def test_a_default_written_out_is_the_same_setting() -> None:
+    first = stalwart.circuit_breaker("db", failure_threshold=5, recovery_timeout=30.0)
+    assert stalwart.circuit_breaker("db", BreakerConfig()) is first

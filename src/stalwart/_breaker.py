@@ -17,14 +17,14 @@ it later by succeeding, and a probe whose lease expired cannot count twice.
 
 from __future__ import annotations
 
-import inspect
 import itertools
+import logging
 import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal, ParamSpec, TypedDict, TypeVar, Unpack
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal, ParamSpec, TypedDict, TypeVar, Unpack, cast
 
 from . import _drivers
 from ._clock import SYSTEM_CLOCK, Clock
@@ -40,7 +40,7 @@ from ._events import (
     SlowCall,
     StateTransition,
 )
-from ._outcome import Outcome, compile_filter, default_retry_after
+from ._outcome import Outcome, compile_filter, default_retry_after, normalize_hint
 from ._registry import Registry
 from ._types import ExceptionFilter, RetryAfterFrom, State
 from ._validate import callable_or_none, optional_positive, positive, ratio, whole
@@ -68,6 +68,10 @@ __all__ = (
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+E = TypeVar("E", bound=Event)
+
+_log = logging.getLogger("stalwart")
 
 DEFAULT_FAILURE_THRESHOLD = 5
 """Consecutive failures that open a breaker in the default (consecutive) mode."""
@@ -130,8 +134,9 @@ class BreakerConfig:
     """Count-based window: the last N calls (default 100 in rate or slow-call mode)."""
     window_duration: float | None = None
     """Time-based window: the calls of the last N seconds (excludes ``window``)."""
-    minimum_calls: int = DEFAULT_MINIMUM_CALLS
-    """Calls the window must hold before a rate is judged."""
+    minimum_calls: int | None = None
+    """Calls the window must hold before a rate is judged (default: 20, or the window size
+    when a count window is smaller)."""
     slow_call_duration: float | None = None
     """A call taking at least this many seconds is slow."""
     slow_call_rate: float = 1.0
@@ -180,20 +185,36 @@ class BreakerConfig:
         if self.window is not None:
             whole("window", self.window)
         optional_positive("window_duration", self.window_duration)
-        whole("minimum_calls", self.minimum_calls)
-        if self.window is not None and self.minimum_calls > self.window:
-            raise ConfigError(
-                "minimum_calls",
-                f"must be <= window ({self.window}), got {self.minimum_calls}: "
-                "the rate could never be judged",
-            )
+        if self.minimum_calls is not None:
+            whole("minimum_calls", self.minimum_calls)
         optional_positive("slow_call_duration", self.slow_call_duration)
         ratio("slow_call_rate", self.slow_call_rate)
+        # Settings that would silently do nothing are mistakes worth naming.
+        windowed = rate_mode or self.slow_call_duration is not None
+        for name in ("window", "window_duration", "minimum_calls"):
+            if getattr(self, name) is not None and not windowed:
+                raise ConfigError(
+                    name, "only applies with failure_rate or slow_call_duration; set one of them"
+                )
+        if self.slow_call_rate != 1.0 and self.slow_call_duration is None:
+            raise ConfigError("slow_call_rate", "only applies with slow_call_duration; set it")
+        if windowed and self.window_duration is None:
+            size = self.window or DEFAULT_WINDOW
+            if self.minimum_calls is not None and self.minimum_calls > size:
+                raise ConfigError(
+                    "minimum_calls",
+                    f"must be <= the window of {size} calls, got {self.minimum_calls}: "
+                    "the rate could never be judged",
+                )
         positive("recovery_timeout", self.recovery_timeout)
-        positive("recovery_backoff", self.recovery_backoff)
-        if self.recovery_backoff < 1:
+        if (
+            isinstance(self.recovery_backoff, bool)
+            or not isinstance(self.recovery_backoff, int | float)
+            or not 1 <= self.recovery_backoff < float("inf")
+        ):
             raise ConfigError(
-                "recovery_backoff", f"must be >= 1 (1 keeps it fixed), got {self.recovery_backoff}"
+                "recovery_backoff",
+                f"must be a finite number >= 1 (1 keeps it fixed), got {self.recovery_backoff!r}",
             )
         optional_positive("max_recovery_timeout", self.max_recovery_timeout)
         if (
@@ -208,6 +229,17 @@ class BreakerConfig:
         whole("success_threshold", self.success_threshold)
         whole("half_open_max_calls", self.half_open_max_calls)
         optional_positive("probe_lease", self.probe_lease)
+        optional_positive("call_timeout", self.call_timeout)
+        if (
+            self.probe_lease is not None
+            and self.call_timeout is not None
+            and self.probe_lease < self.call_timeout
+        ):
+            raise ConfigError(
+                "probe_lease",
+                f"must be >= call_timeout ({self.call_timeout}), got {self.probe_lease}: "
+                "a probe would lose its lease while still allowed to run",
+            )
         compile_filter("record", self.record)
         compile_filter("ignore", self.ignore)
         callable_or_none("failure_if", self.failure_if)
@@ -215,7 +247,6 @@ class BreakerConfig:
             raise ConfigError(
                 "retry_after_from", f"must be callable, got {self.retry_after_from!r}"
             )
-        optional_positive("call_timeout", self.call_timeout)
         if not isinstance(self.poll_intervals, PollIntervals):
             raise ConfigError(
                 "poll_intervals", f"must be a PollIntervals, got {self.poll_intervals!r}"
@@ -237,10 +268,33 @@ class BreakerConfig:
         return max(DEFAULT_MAX_RECOVERY_TIMEOUT, self.recovery_timeout)
 
     @property
+    def effective_minimum_calls(self) -> int:
+        if self.minimum_calls is not None:
+            return self.minimum_calls
+        if self.window_duration is None:
+            return min(DEFAULT_MINIMUM_CALLS, self.window or DEFAULT_WINDOW)
+        return DEFAULT_MINIMUM_CALLS
+
+    @property
     def effective_probe_lease(self) -> float:
+        """A probe's lease: given, or the open duration plus the call's own timeout, so a
+        probe that ends (or times out) on time never loses its lease by a hair."""
         if self.probe_lease is not None:
             return self.probe_lease
-        return self.call_timeout if self.call_timeout is not None else self.recovery_timeout
+        return self.recovery_timeout + (self.call_timeout or 0.0)
+
+    def resolved(self) -> BreakerConfig:
+        """The same settings with every default filled in: two configs that behave alike
+        compare equal (``failure_threshold=5`` and leaving it out, say)."""
+        consecutive = self.failure_rate is None
+        windowed = not consecutive or self.slow_call_duration is not None
+        return replace(
+            self,
+            failure_threshold=self.effective_failure_threshold if consecutive else None,
+            minimum_calls=self.effective_minimum_calls if windowed else None,
+            max_recovery_timeout=self.effective_max_recovery_timeout,
+            probe_lease=self.effective_probe_lease,
+        )
 
     def make_window(self) -> Window | None:
         """The window this config needs: rate mode or slow-call detection keep one."""
@@ -258,7 +312,7 @@ class BreakerOptions(TypedDict, total=False):
     failure_rate: float | None
     window: int | None
     window_duration: float | None
-    minimum_calls: int
+    minimum_calls: int | None
     slow_call_duration: float | None
     slow_call_rate: float
     recovery_timeout: float
@@ -286,7 +340,8 @@ def _config_from(config: BreakerConfig | None, options: BreakerOptions) -> Break
         raise ConfigError("config", f"must be a BreakerConfig, got {config!r}")
     if options:
         raise ConfigError(
-            next(iter(options)), "give settings either in config= or as keywords, not both"
+            "config",
+            f"give settings either in config= or as keywords ({', '.join(options)}), not both",
         )
     return config
 
@@ -301,11 +356,14 @@ class BreakerCore:
 
     def __init__(self, config: BreakerConfig, *, disabled: bool = False) -> None:
         self.config = config
+        self._pinned_disabled = disabled
+        """Disabled by the operator's environment switch: reset() keeps it disabled."""
         self._threshold = config.effective_failure_threshold
         self._consecutive_mode = config.mode == "consecutive"
         self._slow_after = config.slow_call_duration
         self._lease = config.effective_probe_lease
-        self._max_recovery = config.effective_max_recovery_timeout
+        self.max_recovery_timeout = config.effective_max_recovery_timeout
+        self._minimum_calls = config.effective_minimum_calls
         self.window = config.make_window()
         self.state = _DISABLED if disabled else _CLOSED
         self._seq = 1
@@ -355,13 +413,14 @@ class BreakerCore:
             self._reopen(now, "probe_lease_expired", None)
 
     def retry_in(self, now: float) -> float | None:
-        """Seconds until a call may be admitted; None when only a reset() will tell."""
+        """Seconds until a call may be admitted; None when nobody can say: forced open, or
+        half-open with every probe slot taken (it depends on how the probes end)."""
         if self.state is _OPEN:
             return max(0.0, self.open_until - now)
         if self.state is _FORCED_OPEN:
             return None
         if self.state is _HALF_OPEN and len(self.probes) >= self.config.half_open_max_calls:
-            return max(0.0, min(self.probes.values()) - now)
+            return None
         return 0.0
 
     def rates(self, now: float) -> tuple[float | None, float | None]:
@@ -369,13 +428,15 @@ class BreakerCore:
         if self.window is None:
             return None, None
         calls, failures, slow = self.window.totals(now)
-        if calls < self.config.minimum_calls:
+        if calls < self._minimum_calls:
             return None, None
         return failures / calls, slow / calls
 
     # -- outcomes ------------------------------------------------------------------
 
     def on_success(self, ticket: int, now: float, duration: float) -> None:
+        if self.state is _HALF_OPEN:
+            self.poll(now)  # a probe back after its lease has already failed, looked at or not
         slow = self._slow_after is not None and duration >= self._slow_after
         if ticket == self.epoch and self.state is _CLOSED:
             self.consecutive_failures = 0
@@ -395,6 +456,8 @@ class BreakerCore:
         self, ticket: int, now: float, duration: float, retry_after: float | None
     ) -> None:
         self.total_failures += 1
+        if self.state is _HALF_OPEN:
+            self.poll(now)
         if retry_after is not None:
             # The server said when to come back: every caller pauses, whatever its ticket.
             if self.state in (_CLOSED, _HALF_OPEN):
@@ -422,23 +485,29 @@ class BreakerCore:
             del self.probes[ticket]
             self._reopen(now, "probe_failed", None)
 
-    def on_ignored(self, ticket: int) -> None:
+    def on_ignored(self, ticket: int, now: float) -> None:
         self.total_ignored += 1
+        if self.state is _HALF_OPEN:
+            self.poll(now)
         self.probes.pop(ticket, None)  # frees the slot; decides nothing
 
     # -- manual control ------------------------------------------------------------
 
     def reset(self) -> None:
-        self._close("reset")
+        if self._pinned_disabled:
+            self.disable("reset")
+        else:
+            self._close("reset")
 
     def force_open(self, now: float) -> None:
         self.opened_at = now
         self._clear_period()
         self._move(_FORCED_OPEN, "forced_open")
 
-    def disable(self) -> None:
+    def disable(self, reason: str = "disabled") -> None:
         self._clear_period()
-        self._move(_DISABLED, "disabled")
+        self.opened_at = None
+        self._move(_DISABLED, reason)
 
     # -- transitions ---------------------------------------------------------------
 
@@ -464,7 +533,7 @@ class BreakerCore:
         """A recovery failed: open again, for longer if recovery_backoff says so."""
         self.failed_recoveries += 1
         grown = self.recovery_timeout * self.config.recovery_backoff
-        self.recovery_timeout = min(grown, self._max_recovery)
+        self.recovery_timeout = min(grown, self.max_recovery_timeout)
         self._open(now, reason, retry_after)
 
     def _close(self, reason: str) -> None:
@@ -560,17 +629,22 @@ class CircuitBreaker:
         self.name = name
         self.config = _config_from(config, options)
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
-        if not isinstance(self._clock, Clock):
-            raise ConfigError("clock", f"must implement the Clock protocol, got {clock!r}")
+        if isinstance(self._clock, type) or not isinstance(self._clock, Clock):
+            raise ConfigError(
+                "clock", f"must be an object implementing the Clock protocol, got {clock!r}"
+            )
         self._monotonic = self._clock.monotonic
         self._record = compile_filter("record", self.config.record)
         self._ignore = compile_filter("ignore", self.config.ignore)
         self._core = BreakerCore(self.config, disabled=_disabled_by_env())
         self._lock = threading.Lock()
-        # Successes and rejections are counted without the lock (itertools.count is
-        # atomic under the GIL); everything that can change state takes it.
-        self._successes: Iterator[int] = itertools.count()
-        self._rejections: Iterator[int] = itertools.count()
+        # Held while listeners hear about transitions, so they hear them one at a time and
+        # in order; reentrant because a listener may read the breaker's state.
+        self._publishing = threading.RLock()
+        # Successes and rejections are counted without the state lock: itertools.count is
+        # atomic under the GIL; without one, a counter with its own lock stands in.
+        self._successes: Iterator[int] = _counter()
+        self._rejections: Iterator[int] = _counter()
         self._fast_eligible = (
             _HAS_GIL
             and self.config.mode == "consecutive"
@@ -592,13 +666,17 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run a sync ``fn(*args, **kwargs)`` through the breaker."""
-        if inspect.iscoroutinefunction(fn):
+        if _drivers.is_async_callable(fn):
             # Calling it would only create a coroutine: nothing would run or be judged.
             raise TypeError(f"{fn!r} is async: use `await breaker.acall(...)`")
         return _drivers.call_sync(self, fn, args, kwargs)
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Await ``fn(*args, **kwargs)`` through the breaker."""
+        """Await ``fn(*args, **kwargs)`` through the breaker; ``fn`` must be async."""
+        if not _drivers.is_async_callable(fn):
+            # Checked first: run and then awaited, a plain function's result would raise a
+            # TypeError that would be counted against the dependency.
+            raise TypeError(f"{fn!r} is not async: use `breaker.call(...)`")
         return await _drivers.call_async(self, fn, args, kwargs)
 
     def __enter__(self) -> CircuitBreaker:
@@ -640,6 +718,7 @@ class CircuitBreaker:
             if core.window is None:
                 decided = successes + failures
                 failure_ratio = failures / decided if decided else None
+            if self.config.mode == "consecutive" or core.window is None:
                 failure_count = core.consecutive_failures
             else:
                 failure_count = core.window.totals(now)[1]
@@ -703,12 +782,12 @@ class CircuitBreaker:
         """Let every call through, counting totals only, until :meth:`reset`."""
         self._control(lambda core, now: core.disable())
 
-    def add_listener(self, listener: Listener, *types: type[Event]) -> None:
+    def add_listener(self, listener: Callable[[E], object], *types: type[E]) -> None:
         """Deliver this breaker's events (of ``types`` only, if given) to ``listener``."""
-        self._hub.add(listener, types)
+        self._hub.add(cast("Listener", listener), types)
 
-    def remove_listener(self, listener: Listener) -> None:
-        self._hub.remove(listener)
+    def remove_listener(self, listener: Callable[[E], object]) -> None:
+        self._hub.remove(cast("Listener", listener))
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self._core.state.value})"
@@ -745,7 +824,7 @@ class CircuitBreaker:
                 retry_in = core.retry_in(now) if ticket == _REJECTED else 0.0
                 moved = self._drain()
             if moved:
-                self._publish(moved)
+                self._publish()
             if ticket != _REJECTED:
                 return ticket
         next(self._rejections)
@@ -760,7 +839,7 @@ class CircuitBreaker:
     def _settle_success(self, ticket: int, duration: float, *, counted: bool = False) -> None:
         if not counted:
             next(self._successes)
-        now = self._clock.monotonic()
+        now = self._monotonic()
         with self._lock:
             self._core.on_success(ticket, now, duration)
             moved = self._drain()
@@ -769,13 +848,16 @@ class CircuitBreaker:
                 CallSucceeded(name=self.name, strategy=_STRATEGY, at=now, duration=duration)
             )
         if moved:
-            self._publish(moved)
+            self._publish()
 
     def _settle_failure(
-        self, ticket: int, duration: float, source: Any, exception: BaseException | None
+        self,
+        ticket: int,
+        duration: float,
+        exception: BaseException | None,
+        retry_after: float | None,
     ) -> None:
-        retry_after = self.config.retry_after_from(source)  # user code: outside the lock
-        now = self._clock.monotonic()
+        now = self._monotonic()
         with self._lock:
             self._core.on_failure(ticket, now, duration, retry_after)
             moved = self._drain()
@@ -791,70 +873,99 @@ class CircuitBreaker:
                 )
             )
         if moved:
-            self._publish(moved)
+            self._publish()
 
     def _settle_exception(self, ticket: int, exc: BaseException, duration: float) -> None:
-        """Count a raised exception as the config classifies it."""
+        """Count a raised exception as the config classifies it.
+
+        A server-given pause (``retry_after``) on any exception that is not ignored counts
+        as a failure with that pause: the server has said how long to stay away.
+        """
         outcome = self._classify(exc)
-        if outcome is Outcome.FAILURE:
-            self._settle_failure(ticket, duration, exc, exc)
-        elif outcome is Outcome.SUCCESS:
-            self._settle_success(ticket, duration)
-        else:
-            now = self._clock.monotonic()
+        if outcome is Outcome.IGNORED:
+            now = self._monotonic()
             with self._lock:
-                self._core.on_ignored(ticket)
+                self._core.on_ignored(ticket, now)
+                moved = self._drain()
             if self._hub.calls:
                 self._emit_outcome(
                     CallIgnored(
                         name=self.name, strategy=_STRATEGY, at=now, duration=duration, exception=exc
                     )
                 )
+            if moved:
+                self._publish()
+            return
+        hint = self._retry_after(exc)
+        if outcome is Outcome.FAILURE or hint is not None:
+            self._settle_failure(ticket, duration, exc, hint)
+        else:
+            self._settle_success(ticket, duration)
 
     def _settle_result(self, ticket: int, result: Any, duration: float) -> None:
         """Count a returned value: a success unless failure_if judges it a failure."""
         judge = self.config.failure_if
-        if judge is not None and judge(result):
-            self._settle_failure(ticket, duration, result, None)
+        if judge is not None and self._hook("failure_if", judge, result, False):
+            self._settle_failure(ticket, duration, None, self._retry_after(result))
         else:
             self._settle_success(ticket, duration)
 
     def _classify(self, exc: BaseException) -> Outcome:
-        if not isinstance(exc, Exception) or self._ignore(exc):
+        if not isinstance(exc, Exception) or self._hook("ignore", self._ignore, exc, False):
             # KeyboardInterrupt, SystemExit, task cancellation: the call did not end on
             # its own, so it says nothing about the dependency.
             return Outcome.IGNORED
-        return Outcome.FAILURE if self._record(exc) else Outcome.SUCCESS
+        recorded = self._hook("record", self._record, exc, True)
+        return Outcome.FAILURE if recorded else Outcome.SUCCESS
+
+    def _retry_after(self, source: Any) -> float | None:
+        """The server-given pause carried by ``source``, normalised and capped."""
+        raw = self._hook("retry_after_from", self.config.retry_after_from, source, None)
+        hint = normalize_hint(raw)
+        return None if hint is None else min(hint, self._core.max_recovery_timeout)
+
+    def _hook(self, setting: str, hook: Callable[[Any], T], arg: Any, default: T) -> T:
+        """Run a user hook (outside any lock). If it raises, log it and use the default:
+        a bug in a predicate must neither hide the caller's own outcome nor leak a probe."""
+        try:
+            return hook(arg)
+        except Exception:
+            _log.exception(
+                "circuit breaker %r: %s raised on %r; counted as if it returned %r",
+                self.name,
+                setting,
+                arg,
+                default,
+            )
+            return default
 
     # -- internals -----------------------------------------------------------------
 
     def _poll(self) -> BreakerCore:
-        now = self._clock.monotonic()
+        now = self._monotonic()
         with self._lock:
             self._core.poll(now)
             moved = self._drain()
         if moved:
-            self._publish(moved)
+            self._publish()
         return self._core
 
     def _control(self, action: Callable[[BreakerCore, float], None]) -> None:
-        now = self._clock.monotonic()
+        now = self._monotonic()
         with self._lock:
             action(self._core, now)
             moved = self._drain()
         if moved:
-            self._publish(moved)
+            self._publish()
 
-    def _drain(self) -> list[tuple[State, State, str, float | None]] | None:
-        """Under the lock: take the core's transitions and refresh the fast-path fields."""
+    def _drain(self) -> bool:
+        """Under the lock: refresh the fast-path fields; True if transitions await publishing."""
         core = self._core
         self._dirty = core.consecutive_failures > 0
         if not core.transitions:
-            return None
-        moved = core.transitions
-        core.transitions = []
+            return False
         self._refresh_fast()
-        return moved
+        return True
 
     def _refresh_fast(self) -> None:
         core = self._core
@@ -866,21 +977,29 @@ class CircuitBreaker:
         with self._lock:
             self._refresh_fast()
 
-    def _publish(self, moved: list[tuple[State, State, str, float | None]]) -> None:
-        """Outside the lock: tell the listeners about transitions (they may be slow)."""
-        now = self._clock.monotonic()
-        for old, new, reason, retry_in in moved:
-            self._hub.emit(
-                StateTransition(
-                    name=self.name,
-                    strategy=_STRATEGY,
-                    at=now,
-                    old=old,
-                    new=new,
-                    reason=reason,
-                    retry_in=retry_in,
-                )
-            )
+    def _publish(self) -> None:
+        """Tell the listeners about pending transitions, outside the state lock (they may be
+        slow) but one publisher at a time, taking them in the order they happened."""
+        with self._publishing:
+            while True:
+                with self._lock:
+                    moved = self._core.transitions
+                    if not moved:
+                        return
+                    self._core.transitions = []
+                now = self._monotonic()
+                for old, new, reason, retry_in in moved:
+                    self._hub.emit(
+                        StateTransition(
+                            name=self.name,
+                            strategy=_STRATEGY,
+                            at=now,
+                            old=old,
+                            new=new,
+                            reason=reason,
+                            retry_in=retry_in,
+                        )
+                    )
 
     def _emit_outcome(self, event: CallSucceeded | CallFailed | CallIgnored) -> None:
         """Deliver a per-call event, and a SlowCall after it when the call was slow."""
@@ -898,10 +1017,34 @@ class CircuitBreaker:
             )
 
 
+def _counter() -> Iterator[int]:
+    return itertools.count() if _HAS_GIL else _LockedCount()
+
+
+class _LockedCount:
+    """itertools.count's stand-in where there is no GIL to make ``next`` atomic."""
+
+    def __init__(self) -> None:
+        self._value = 0
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> _LockedCount:
+        return self
+
+    def __next__(self) -> int:
+        with self._lock:
+            value = self._value
+            self._value += 1
+            return value
+
+    def __repr__(self) -> str:
+        return f"count({self._value})"
+
+
 def _peek(counter: Iterator[int]) -> int:
-    """How many times ``next`` was called on an itertools.count started at 0."""
-    text = repr(counter)  # "count(N)": the only public read of a count's position
-    return int(text[6:-1])
+    """How many times ``next`` was called on a counter from :func:`_counter`."""
+    # "count(N)" is the only public read of an itertools.count's position; a test pins it.
+    return int(repr(counter)[6:-1])
 
 
 def _disabled_by_env() -> bool:
@@ -939,20 +1082,25 @@ def circuit_breaker(
         return CircuitBreaker(name, wanted, clock=clock)
 
     def check(existing: CircuitBreaker) -> None:
-        if wanted is not None and wanted != existing.config:
-            diff = [
-                f.name
-                for f in fields(BreakerConfig)
-                if getattr(wanted, f.name) != getattr(existing.config, f.name)
-            ]
-            raise ConfigError(
-                diff[0] if diff else "config",
-                f"circuit breaker {name!r} already exists with other settings "
-                f"(differs in {', '.join(diff)})",
-            )
         if clock is not None and clock is not existing._clock:
             raise ConfigError(
                 "clock", f"circuit breaker {name!r} already exists with another clock"
+            )
+        if wanted is None:
+            return
+        # Compare behaviour, not spelling: a default written out is the same setting.
+        # Hooks (predicates, retry_after_from) compare by identity: pass the same function.
+        mine, theirs = wanted.resolved(), existing.config.resolved()
+        if mine != theirs:
+            diff = [
+                f.name
+                for f in fields(BreakerConfig)
+                if getattr(mine, f.name) != getattr(theirs, f.name)
+            ]
+            raise ConfigError(
+                diff[0],
+                f"circuit breaker {name!r} already exists with other settings "
+                f"(differs in {', '.join(diff)})",
             )
 
     return circuit_breakers.get_or_create(name, create, check)

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
-from typing import Any, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, ParamSpec, Protocol, TypeGuard, TypeVar, cast
 
 from ._clock import Clock
 from ._errors import ConfigError, DeadlineExceeded, Rejected
@@ -71,7 +71,11 @@ class Guard(Protocol):
     def _settle_success(self, ticket: int, duration: float, *, counted: bool = False) -> None: ...
 
     def _settle_failure(
-        self, ticket: int, duration: float, source: Any, exception: BaseException | None
+        self,
+        ticket: int,
+        duration: float,
+        exception: BaseException | None,
+        retry_after: float | None,
     ) -> None: ...
 
     def _settle_exception(self, ticket: int, exc: BaseException, duration: float) -> None: ...
@@ -89,9 +93,17 @@ def decorate(guard: Guard, fn: Callable[P, R]) -> Callable[P, R]:
             f"{fn!r} is a generator function: calling it runs nothing, so its outcome cannot "
             "be judged. Protect the calls it makes instead.",
         )
-    if inspect.iscoroutinefunction(fn):
+    if is_async_callable(fn):
         return cast("Callable[P, R]", _async_wrapper(guard, fn))
     return _sync_wrapper(guard, fn)
+
+
+def is_async_callable(fn: object) -> TypeGuard[Callable[..., Awaitable[Any]]]:
+    """An ``async def``, a partial of one, or an object whose ``__call__`` is one."""
+    # The class's __call__, not callable(): an instance with `async def __call__` is
+    # called like a function but returns a coroutine, so it needs the async wrapper.
+    dunder_call = getattr(type(fn), "__call__", None)  # noqa: B004
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(dunder_call)
 
 
 def _sync_wrapper(guard: Guard, fn: Callable[P, R]) -> Callable[P, R]:
@@ -167,6 +179,11 @@ def _permit(guard: Guard) -> int:
     return permit
 
 
+async def call_async(guard: Guard, fn: Callable[..., Awaitable[R]], args: Any, kwargs: Any) -> R:
+    """The full protocol for an async call; ``call_timeout`` cancels the awaited work."""
+    return await run_async(guard, fn, _permit(guard), args, kwargs)
+
+
 def run_sync(guard: Guard, fn: Callable[..., R], ticket: int, args: Any, kwargs: Any) -> R:
     """Run a permitted sync call, timed and with its deadline, and report how it ended."""
     clock = guard._clock
@@ -176,20 +193,12 @@ def run_sync(guard: Guard, fn: Callable[..., R], ticket: int, args: Any, kwargs:
         if timeout is None:
             result = fn(*args, **kwargs)
         else:
-            result = run_with_deadline(fn, args, kwargs, timeout, guard.name)
-    except DeadlineExceeded as exc:
-        guard._settle_failure(ticket, clock.monotonic() - start, exc, exc)
-        raise
+            result = run_with_deadline(guard, fn, args, kwargs, timeout)
     except BaseException as exc:
-        guard._settle_exception(ticket, exc, clock.monotonic() - start)
+        _settle_raised(guard, ticket, exc, clock.monotonic() - start)
         raise
-    guard._settle_result(ticket, result, clock.monotonic() - start)
+    _settle_returned(guard, ticket, result, clock.monotonic() - start)
     return result
-
-
-async def call_async(guard: Guard, fn: Callable[..., Awaitable[R]], args: Any, kwargs: Any) -> R:
-    """The full protocol for an async call; ``call_timeout`` cancels the awaited work."""
-    return await run_async(guard, fn, _permit(guard), args, kwargs)
 
 
 async def run_async(
@@ -210,22 +219,44 @@ async def run_async(
             except TimeoutError as exc:
                 if not scope.expired():
                     raise  # the call's own TimeoutError, not our deadline
-                raise _deadline(guard.name, timeout) from exc
-    except DeadlineExceeded as exc:
-        guard._settle_failure(ticket, clock.monotonic() - start, exc, exc)
-        raise
+                raise _deadline(guard, timeout) from exc
     except BaseException as exc:
-        guard._settle_exception(ticket, exc, clock.monotonic() - start)
+        _settle_raised(guard, ticket, exc, clock.monotonic() - start)
         raise
-    guard._settle_result(ticket, result, clock.monotonic() - start)
+    _settle_returned(guard, ticket, result, clock.monotonic() - start)
     return result
 
 
-def _deadline(name: str, timeout: float, detail: str = "") -> DeadlineExceeded:
-    return DeadlineExceeded(name, None, detail or f"call did not finish within {timeout:g} s")
+def _settle_raised(guard: Guard, ticket: int, exc: BaseException, duration: float) -> None:
+    if getattr(exc, "_imposed_by", None) is guard:
+        # The deadline this guard imposed: a failure whatever record/ignore say. Anyone
+        # else's DeadlineExceeded (an inner guard's) is classified like any exception.
+        guard._settle_failure(ticket, duration, exc, None)
+    else:
+        guard._settle_exception(ticket, exc, duration)
 
 
-def run_with_deadline(fn: Callable[..., R], args: Any, kwargs: Any, timeout: float, name: str) -> R:
+def _settle_returned(guard: Guard, ticket: int, result: Any, duration: float) -> None:
+    timeout = guard._call_timeout
+    if timeout is not None and duration >= timeout:
+        # Finished, but later than allowed by the guard's own clock: a sync block that
+        # could not be interrupted, or a call timed on a FakeClock. The value is still
+        # returned; the overrun counts as a failure on every path alike.
+        overrun = _deadline(guard, timeout, f"ran {duration:.3g} s (limit {timeout:g} s)")
+        guard._settle_failure(ticket, duration, overrun, None)
+    else:
+        guard._settle_result(ticket, result, duration)
+
+
+def _deadline(guard: Guard, timeout: float, detail: str = "") -> DeadlineExceeded:
+    exc = DeadlineExceeded(guard.name, None, detail or f"call did not finish within {timeout:g} s")
+    exc._imposed_by = guard  # type: ignore[attr-defined]
+    return exc
+
+
+def run_with_deadline(
+    guard: Guard, fn: Callable[..., R], args: Any, kwargs: Any, timeout: float
+) -> R:
     """Run a sync call in a worker thread and stop waiting for it after ``timeout``.
 
     Python cannot stop a thread from outside, so a call that overruns goes on running
@@ -245,11 +276,11 @@ def run_with_deadline(fn: Callable[..., R], args: Any, kwargs: Any, timeout: flo
         else:
             future.set_result(result)
 
-    threading.Thread(target=run, name=f"stalwart:{name}", daemon=True).start()
+    threading.Thread(target=run, name=f"stalwart:{guard.name}", daemon=True).start()
     done, _ = wait([future], timeout)
     if not done:
         raise _deadline(
-            name, timeout, f"call did not finish within {timeout:g} s (its thread runs on)"
+            guard, timeout, f"call did not finish within {timeout:g} s (its thread runs on)"
         )
     return future.result()
 
@@ -295,18 +326,11 @@ def exit_block(guard: Guard, exc: BaseException | None) -> None:
 
 
 def _settle_block(block: _Block, exc: BaseException | None) -> None:
-    guard = block.guard
-    duration = guard._clock.monotonic() - block.start
-    if exc is not None:
-        guard._settle_exception(block.ticket, exc, duration)
-        return
-    timeout = guard._call_timeout
-    if timeout is not None and block.scope is None and duration >= timeout:
-        # A sync block cannot be interrupted; an overrun still counts as a failure.
-        overrun = _deadline(guard.name, timeout, f"block ran {duration:.3g} s (limit {timeout:g})")
-        guard._settle_failure(block.ticket, duration, overrun, overrun)
-        return
-    guard._settle_success(block.ticket, duration)
+    duration = block.guard._clock.monotonic() - block.start
+    if exc is None:
+        _settle_returned(block.guard, block.ticket, None, duration)
+    else:
+        _settle_raised(block.guard, block.ticket, exc, duration)
 
 
 async def aenter_block(guard: Guard) -> None:
@@ -328,9 +352,9 @@ async def aexit_block(guard: Guard, exc: BaseException | None) -> None:
             await scope.__aexit__(type(exc) if exc is not None else None, exc, tb)
         except TimeoutError as timeout_exc:
             # Our deadline cancelled the block: report and raise it as stalwart's own.
-            assert block.guard._call_timeout is not None
-            deadline = _deadline(guard.name, block.guard._call_timeout)
+            assert guard._call_timeout is not None
+            deadline = _deadline(guard, guard._call_timeout)
             duration = guard._clock.monotonic() - block.start
-            guard._settle_failure(block.ticket, duration, deadline, deadline)
+            guard._settle_failure(block.ticket, duration, deadline, None)
             raise deadline from timeout_exc
     _settle_block(block, exc)

@@ -15,7 +15,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from ._errors import ConfigError
 from ._types import State
@@ -110,6 +110,7 @@ class SlowCall(Event):
 
 
 Listener = Callable[[Event], object]
+E = TypeVar("E", bound=Event)
 
 # Events emitted once per permitted call. Wanting any of them turns an instance's
 # no-listener fast path off, because they need the call timed.
@@ -162,13 +163,13 @@ class _GlobalListeners:
 _GLOBAL = _GlobalListeners()
 
 
-def add_listener(listener: Listener, *types: type[Event]) -> None:
+def add_listener(listener: Callable[[E], object], *types: type[E]) -> None:
     """Deliver events of every stalwart instance (of ``types`` only, if given) to ``listener``."""
-    sub = _subscription(listener, types)
+    sub = _subscription(cast("Listener", listener), types)
     _GLOBAL.change(lambda subs: (*subs, sub))
 
 
-def remove_listener(listener: Listener) -> None:
+def remove_listener(listener: Callable[[E], object]) -> None:
     """Stop delivering events to a global listener (no error if it was not registered)."""
     _GLOBAL.change(lambda subs: tuple(s for s in subs if s.listener != listener))
 
@@ -206,10 +207,13 @@ class EventHub:
         self.refresh()
 
     def refresh(self) -> None:
-        subs = self._own + _GLOBAL.subs
-        self._all = subs
-        self.calls = any(s.wants(t) for s in subs for t in PER_CALL_EVENTS)
-        self.rejections = any(s.wants(CallRejected) for s in subs)
+        # Read and write under the lock, from the current lists: a refresh that started
+        # earlier can never overwrite a later one with flags from stale lists.
+        with self._lock:
+            subs = self._own + _GLOBAL.subs
+            self._all = subs
+            self.calls = any(s.wants(t) for s in subs for t in PER_CALL_EVENTS)
+            self.rejections = any(s.wants(CallRejected) for s in subs)
         if self._on_change is not None:
             self._on_change()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from ._errors import ConfigError
 from ._types import ExceptionFilter
 
-__all__ = ("Outcome", "compile_filter", "default_retry_after")
+__all__ = ("Outcome", "compile_filter", "default_retry_after", "normalize_hint")
 
 
 class Outcome(enum.Enum):
@@ -24,6 +25,8 @@ def compile_filter(field: str, spec: ExceptionFilter) -> Callable[[BaseException
     """Turn a class, a tuple of classes or a predicate into one predicate, validating it."""
     if isinstance(spec, type):
         spec = (spec,)
+    if isinstance(spec, list | set | frozenset):
+        spec = tuple(spec)
     if isinstance(spec, tuple):
         for item in spec:
             if not (isinstance(item, type) and issubclass(item, BaseException)):
@@ -44,13 +47,18 @@ def _never(exc: BaseException) -> bool:
 
 
 def default_retry_after(source: Any) -> float | None:
-    """Read a ``retry_after`` attribute (seconds or a timedelta) from an exception or value.
+    """Read a ``retry_after`` attribute (seconds or a timedelta) from an exception or value."""
+    return normalize_hint(getattr(source, "retry_after", None))
 
-    Negative hints are clamped to zero; anything that is not a number is no hint.
+
+def normalize_hint(hint: Any) -> float | None:
+    """Seconds from a server-given pause: a number or a timedelta, negatives clamped to 0.
+
+    Anything else (text, NaN, infinity, booleans) is no hint at all: a pause nobody can
+    reason about should not stop every caller.
     """
-    hint = getattr(source, "retry_after", None)
     if isinstance(hint, timedelta):
         hint = hint.total_seconds()
-    if isinstance(hint, bool) or not isinstance(hint, int | float) or hint != hint:
+    if isinstance(hint, bool) or not isinstance(hint, int | float) or not math.isfinite(hint):
         return None
     return max(0.0, float(hint))

@@ -25,9 +25,12 @@ class State(enum.StrEnum):
 
 
 ExceptionFilter: TypeAlias = (
-    type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+    type[BaseException]
+    | tuple[type[BaseException], ...]
+    | list[type[BaseException]]
+    | Callable[[BaseException], bool]
 )
-"""Which exceptions a setting applies to: a class, a tuple of classes, or a predicate."""
+"""Which exceptions a setting applies to: a class, a tuple or list of classes, or a predicate."""
 
 RetryAfterFrom: TypeAlias = Callable[[Any], "float | None"]
 """Extracts a server-given pause (seconds) from an exception or a returned value."""

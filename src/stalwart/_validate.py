@@ -33,9 +33,12 @@ def whole(field: str, value: Any, *, minimum: int = 1) -> None:
 
 def ratio(field: str, value: Any, *, allow_zero: bool = False) -> None:
     """A fraction in (0, 1], or [0, 1] when zero is allowed."""
-    positive(field, value, allow_zero=allow_zero)
+    low = "[0" if allow_zero else "(0"
+    try:
+        positive(field, value, allow_zero=allow_zero)
+    except ConfigError as exc:
+        raise ConfigError(field, f"must be a ratio in {low}, 1], got {value!r}") from exc
     if value > 1:
-        low = "[0" if allow_zero else "(0"
         raise ConfigError(field, f"must be a ratio in {low}, 1], got {value!r}")
 
 
