@@ -153,7 +153,7 @@ class BreakerConfig:
     """Probes in flight at once while half-open; held exactly across threads and tasks."""
     probe_lease: float | None = None
     """Seconds a probe may stay out before it counts as failed and frees its slot
-    (default: call_timeout if set, else recovery_timeout)."""
+    (default: recovery_timeout, plus call_timeout when set; never below call_timeout)."""
     record: ExceptionFilter = Exception
     """Exceptions that count as failures; other exceptions count as successes."""
     ignore: ExceptionFilter = ()
@@ -161,7 +161,8 @@ class BreakerConfig:
     failure_if: Callable[[Any], bool] | None = None
     """Judges a returned value: True counts it as a failure (the value is still returned)."""
     retry_after_from: RetryAfterFrom = default_retry_after
-    """Extracts a server-given pause from a failure; the breaker then opens at least that long."""
+    """Extracts a server-given pause (seconds or timedelta) from an exception or a failed
+    value; the breaker then opens at least that long (capped at max_recovery_timeout)."""
     call_timeout: float | None = None
     """Seconds a call may take. async: cancelled; sync: see docs (the thread runs on)."""
     poll_intervals: PollIntervals = field(default_factory=PollIntervals)
