@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from .. import __version__
 from ._plan import DEFAULT_DURATION, DEFAULT_WORKERS, MAX_DURATION, MAX_WORKERS, MIN_DURATION
+
+N = TypeVar("N", int, float)
 
 __all__ = ("main",)
 
@@ -82,24 +85,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# argparse reports an ArgumentTypeError as "argument --duration: <message>", naming the option.
-def _duration(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not math.isfinite(value) or not MIN_DURATION <= value <= MAX_DURATION:
-        raise argparse.ArgumentTypeError(
-            f"must be between {MIN_DURATION:g} and {MAX_DURATION:g} seconds, got {text}"
-        )
-    return value
+def _bounded(
+    parse: Callable[[str], N], low: N, high: N, what: str, unit: str = ""
+) -> Callable[[str], N]:
+    """An argparse type: ``parse`` the text and keep it within [low, high].
+
+    argparse reports an ArgumentTypeError as "argument --duration: <message>", so the
+    message names the option without repeating it here.
+    """
+
+    def convert(text: str) -> N:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(
+                f"must be between {low:g} and {high:g}{unit}, got {text}"
+            )
+        return value
+
+    return convert
 
 
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= value <= MAX_WORKERS:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_WORKERS}, got {value}")
-    return value
+_duration = _bounded(float, MIN_DURATION, MAX_DURATION, "seconds", " seconds")
+_workers = _bounded(int, 1, MAX_WORKERS, "a whole number")
