@@ -336,3 +336,20 @@ def test_an_object_with_async_call_gets_the_async_wrapper(clock: FakeClock) -> N
         with pytest.raises(Boom):
             asyncio.run(guarded())
     assert breaker.state is State.OPEN
+
+
+def test_a_with_block_is_not_judged_by_failure_if(clock: FakeClock) -> None:
+    judged: list[object] = []
+
+    def judge(value: object) -> bool:
+        judged.append(value)
+        return True
+
+    breaker = CircuitBreaker("q", failure_threshold=1, failure_if=judge, clock=clock)
+    with breaker:
+        pass
+    assert judged == []
+    assert breaker.state is State.CLOSED
+    breaker.call(lambda: "value")
+    assert judged == ["value"]
+    assert breaker.state is State.OPEN

@@ -261,7 +261,10 @@ def test_transitions_reach_listeners_in_the_order_they_happened(clock: FakeClock
     clock.advance(1)
     second = threading.Thread(target=lambda: breaker.state)  # open -> half_open, meanwhile
     second.start()
-    second.join(0.2)  # it must wait for the first delivery to finish, not overtake it
+    # The second thread does not wait for the slow listener: it queues its transition
+    # for the thread already delivering, and goes on.
+    second.join(10)
+    assert not second.is_alive()
     go.set()
     first.join(10)
     second.join(10)
@@ -277,3 +280,33 @@ def test_counters_read_their_position_from_repr() -> None:
         for _ in range(3):
             next(counter)
         assert _peek(counter) == 3
+
+
+def test_a_listener_that_causes_a_transition_gets_it_after_the_current_one(
+    clock: FakeClock,
+) -> None:
+    breaker = CircuitBreaker("q", failure_threshold=1, recovery_timeout=1, clock=clock)
+    seen: list[tuple[State, State]] = []
+
+    def record_and_react(event: StateTransition) -> None:
+        seen.append((event.old, event.new))
+        if event.new is State.OPEN:
+            breaker.reset()  # an operator hook that reacts at once: re-enters the breaker
+
+    breaker.add_listener(record_and_react, StateTransition)
+    with contextlib.suppress(Boom):
+        breaker.call(boom)
+    assert seen == [(State.CLOSED, State.OPEN), (State.OPEN, State.CLOSED)]
+    assert breaker.state is State.CLOSED
+
+
+def test_a_transition_is_stamped_with_when_it_happened(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("q", failure_threshold=1, recovery_timeout=5, clock=clock)
+    seen: list[StateTransition] = []
+    breaker.add_listener(seen.append, StateTransition)
+    clock.advance(1)
+    with contextlib.suppress(Boom):
+        breaker.call(boom)
+    clock.advance(9)  # open -> half_open happened at 6.0; nobody looks until 10.0
+    assert breaker.state is State.HALF_OPEN
+    assert [e.at for e in seen] == [1.0, 10.0]

@@ -81,3 +81,11 @@ def test_registry_is_read_only_and_can_be_cleared() -> None:
 def test_a_default_written_out_is_the_same_setting() -> None:
     first = stalwart.circuit_breaker("db", failure_threshold=5, recovery_timeout=30.0)
     assert stalwart.circuit_breaker("db", BreakerConfig()) is first
+
+
+def test_spellings_of_the_same_rate_settings_are_the_same() -> None:
+    first = stalwart.circuit_breaker("api", failure_rate=0.5, record=ConnectionError)
+    again = stalwart.circuit_breaker(
+        "api", failure_rate=0.5, window=100, minimum_calls=20, record=[ConnectionError]
+    )
+    assert again is first

@@ -24,7 +24,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal, ParamSpec, TypedDict, TypeVar, Unpack, cast
+from typing import Any, Literal, ParamSpec, TypedDict, TypeVar, Unpack, cast, overload
 
 from . import _drivers
 from ._clock import SYSTEM_CLOCK, Clock
@@ -40,7 +40,13 @@ from ._events import (
     SlowCall,
     StateTransition,
 )
-from ._outcome import Outcome, compile_filter, default_retry_after, normalize_hint
+from ._outcome import (
+    Outcome,
+    compile_filter,
+    default_retry_after,
+    normalize_filter,
+    normalize_hint,
+)
 from ._registry import Registry
 from ._types import ExceptionFilter, RetryAfterFrom, State
 from ._validate import callable_or_none, optional_positive, positive, ratio, whole
@@ -289,9 +295,13 @@ class BreakerConfig:
         compare equal (``failure_threshold=5`` and leaving it out, say)."""
         consecutive = self.failure_rate is None
         windowed = not consecutive or self.slow_call_duration is not None
+        count_window = windowed and self.window_duration is None
         return replace(
             self,
             failure_threshold=self.effective_failure_threshold if consecutive else None,
+            window=(self.window or DEFAULT_WINDOW) if count_window else None,
+            record=normalize_filter(self.record),
+            ignore=normalize_filter(self.ignore),
             minimum_calls=self.effective_minimum_calls if windowed else None,
             max_recovery_timeout=self.effective_max_recovery_timeout,
             probe_lease=self.effective_probe_lease,
@@ -383,8 +393,8 @@ class BreakerCore:
         self.transition_count = 0
         self.total_failures = 0
         self.total_ignored = 0
-        self.transitions: list[tuple[State, State, str, float | None]] = []
-        """Pending (old, new, reason, retry_in) for the owner to publish."""
+        self.transitions: list[tuple[State, State, str, float, float | None]] = []
+        """Pending (old, new, reason, at, retry_in) for the owner to publish."""
 
     # -- questions -----------------------------------------------------------------
 
@@ -409,7 +419,7 @@ class BreakerCore:
     def poll(self, now: float) -> None:
         """Apply the transitions that time alone causes: end of open, expired probe leases."""
         if self.state is _OPEN and now >= self.open_until:
-            self._move(_HALF_OPEN, "recovery_timeout_elapsed")
+            self._move(_HALF_OPEN, "recovery_timeout_elapsed", now)
         elif self.state is _HALF_OPEN and self.probes and min(self.probes.values()) <= now:
             self._reopen(now, "probe_lease_expired", None)
 
@@ -451,7 +461,7 @@ class BreakerCore:
                 return
             self.half_open_successes += 1
             if self.half_open_successes >= self.config.success_threshold:
-                self._close("probes_succeeded")
+                self._close("probes_succeeded", now)
 
     def on_failure(
         self, ticket: int, now: float, duration: float, retry_after: float | None
@@ -494,21 +504,21 @@ class BreakerCore:
 
     # -- manual control ------------------------------------------------------------
 
-    def reset(self) -> None:
+    def reset(self, now: float) -> None:
         if self._pinned_disabled:
-            self.disable("reset")
+            self.disable(now, "reset")
         else:
-            self._close("reset")
+            self._close("reset", now)
 
     def force_open(self, now: float) -> None:
         self.opened_at = now
         self._clear_period()
-        self._move(_FORCED_OPEN, "forced_open")
+        self._move(_FORCED_OPEN, "forced_open", now)
 
-    def disable(self, reason: str = "disabled") -> None:
+    def disable(self, now: float, reason: str = "disabled") -> None:
         self._clear_period()
         self.opened_at = None
-        self._move(_DISABLED, reason)
+        self._move(_DISABLED, reason, now)
 
     # -- transitions ---------------------------------------------------------------
 
@@ -528,7 +538,7 @@ class BreakerCore:
         self.open_until = now + duration
         self.opened_at = now
         self._clear_period()
-        self._move(_OPEN, reason, duration)
+        self._move(_OPEN, reason, now, duration)
 
     def _reopen(self, now: float, reason: str, retry_after: float | None) -> None:
         """A recovery failed: open again, for longer if recovery_backoff says so."""
@@ -537,12 +547,12 @@ class BreakerCore:
         self.recovery_timeout = min(grown, self.max_recovery_timeout)
         self._open(now, reason, retry_after)
 
-    def _close(self, reason: str) -> None:
+    def _close(self, reason: str, now: float) -> None:
         self._clear_period()
         self.failed_recoveries = 0
         self.recovery_timeout = self.config.recovery_timeout
         self.opened_at = None
-        self._move(_CLOSED, reason)
+        self._move(_CLOSED, reason, now)
 
     def _clear_period(self) -> None:
         self.consecutive_failures = 0
@@ -551,13 +561,13 @@ class BreakerCore:
         if self.window is not None:
             self.window.clear()
 
-    def _move(self, new: State, reason: str, retry_in: float | None = None) -> None:
+    def _move(self, new: State, reason: str, now: float, retry_in: float | None = None) -> None:
         old = self.state
         self.state = new
         self._seq += 1
         self.epoch = self._seq  # outcomes of earlier periods become stale
         self.transition_count += 1
-        self.transitions.append((old, new, reason, retry_in))
+        self.transitions.append((old, new, reason, now, retry_in))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -639,9 +649,8 @@ class CircuitBreaker:
         self._ignore = compile_filter("ignore", self.config.ignore)
         self._core = BreakerCore(self.config, disabled=_disabled_by_env())
         self._lock = threading.Lock()
-        # Held while listeners hear about transitions, so they hear them one at a time and
-        # in order; reentrant because a listener may read the breaker's state.
-        self._publishing = threading.RLock()
+        # The publisher role: whoever holds it delivers transitions to listeners (_publish).
+        self._publishing = threading.Lock()
         # Successes and rejections are counted without the state lock: itertools.count is
         # atomic under the GIL; without one, a counter with its own lock stands in.
         self._successes: Iterator[int] = _counter()
@@ -773,7 +782,7 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         """Close the breaker and forget the current period (lifetime totals are kept)."""
-        self._control(lambda core, now: core.reset())
+        self._control(lambda core, now: core.reset(now))
 
     def force_open(self) -> None:
         """Reject every call until :meth:`reset`."""
@@ -781,11 +790,20 @@ class CircuitBreaker:
 
     def disable(self) -> None:
         """Let every call through, counting totals only, until :meth:`reset`."""
-        self._control(lambda core, now: core.disable())
+        self._control(lambda core, now: core.disable(now))
 
-    def add_listener(self, listener: Callable[[E], object], *types: type[E]) -> None:
-        """Deliver this breaker's events (of ``types`` only, if given) to ``listener``."""
-        self._hub.add(cast("Listener", listener), types)
+    @overload
+    def add_listener(self, listener: Listener) -> None: ...
+    @overload
+    def add_listener(
+        self, listener: Callable[[E], object], kind: type[E], /, *kinds: type[E]
+    ) -> None: ...
+    def add_listener(self, listener: Callable[[Any], object], *types: type[Event]) -> None:
+        """Deliver this breaker's events (of ``types`` only, if given) to ``listener``.
+
+        Without types the listener gets every event, so it must accept any Event; with
+        types, it may be typed for just those (``def on_move(e: StateTransition)``)."""
+        self._hub.add(listener, types)
 
     def remove_listener(self, listener: Callable[[E], object]) -> None:
         self._hub.remove(cast("Listener", listener))
@@ -980,27 +998,40 @@ class CircuitBreaker:
 
     def _publish(self) -> None:
         """Tell the listeners about pending transitions, outside the state lock (they may be
-        slow) but one publisher at a time, taking them in the order they happened."""
-        with self._publishing:
-            while True:
-                with self._lock:
-                    moved = self._core.transitions
+        slow), one batch at a time and in the order they happened.
+
+        One thread at a time holds the publisher role and delivers everything queued,
+        including what other threads queue meanwhile; a thread that finds the role taken
+        leaves its transitions to the holder and goes on, so nobody waits on a slow
+        listener and a listener that causes a transition cannot deadlock or jump the queue.
+        """
+        while self._publishing.acquire(blocking=False):
+            try:
+                while True:
+                    with self._lock:
+                        moved = self._core.transitions
+                        self._core.transitions = []
                     if not moved:
-                        return
-                    self._core.transitions = []
-                now = self._monotonic()
-                for old, new, reason, retry_in in moved:
-                    self._hub.emit(
-                        StateTransition(
-                            name=self.name,
-                            strategy=_STRATEGY,
-                            at=now,
-                            old=old,
-                            new=new,
-                            reason=reason,
-                            retry_in=retry_in,
+                        break
+                    for old, new, reason, at, retry_in in moved:
+                        self._hub.emit(
+                            StateTransition(
+                                name=self.name,
+                                strategy=_STRATEGY,
+                                at=at,
+                                old=old,
+                                new=new,
+                                reason=reason,
+                                retry_in=retry_in,
+                            )
                         )
-                    )
+            finally:
+                self._publishing.release()
+            # Something queued between the last look and the release would otherwise wait
+            # for the next transition: look again now that the role is free.
+            with self._lock:
+                if not self._core.transitions:
+                    return
 
     def _emit_outcome(self, event: CallSucceeded | CallFailed | CallIgnored) -> None:
         """Deliver a per-call event, and a SlowCall after it when the call was slow."""

@@ -244,8 +244,13 @@ def _settle_returned(guard: Guard, ticket: int, result: Any, duration: float) ->
         # returned; the overrun counts as a failure on every path alike.
         overrun = _deadline(guard, timeout, f"ran {duration:.3g} s (limit {timeout:g} s)")
         guard._settle_failure(ticket, duration, overrun, None)
+    elif result is _NO_VALUE:
+        guard._settle_success(ticket, duration)
     else:
         guard._settle_result(ticket, result, duration)
+
+
+_NO_VALUE: Any = object()  # what a `with` block "returns": nothing to judge
 
 
 def _deadline(guard: Guard, timeout: float, detail: str = "") -> DeadlineExceeded:
@@ -328,7 +333,8 @@ def exit_block(guard: Guard, exc: BaseException | None) -> None:
 def _settle_block(block: _Block, exc: BaseException | None) -> None:
     duration = block.guard._clock.monotonic() - block.start
     if exc is None:
-        _settle_returned(block.guard, block.ticket, None, duration)
+        # A block has no value for failure_if to judge: only an overrun can fail it.
+        _settle_returned(block.guard, block.ticket, _NO_VALUE, duration)
     else:
         _settle_raised(block.guard, block.ticket, exc, duration)
 

@@ -15,7 +15,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, overload
 
 from ._errors import ConfigError
 from ._types import State
@@ -163,9 +163,15 @@ class _GlobalListeners:
 _GLOBAL = _GlobalListeners()
 
 
-def add_listener(listener: Callable[[E], object], *types: type[E]) -> None:
-    """Deliver events of every stalwart instance (of ``types`` only, if given) to ``listener``."""
-    sub = _subscription(cast("Listener", listener), types)
+@overload
+def add_listener(listener: Listener) -> None: ...
+@overload
+def add_listener(listener: Callable[[E], object], kind: type[E], /, *kinds: type[E]) -> None: ...
+def add_listener(listener: Callable[[Any], object], *types: type[Event]) -> None:
+    """Deliver events of every stalwart instance (of ``types`` only, if given) to ``listener``.
+
+    Without types the listener gets every event, so it must accept any Event."""
+    sub = _subscription(listener, types)
     _GLOBAL.change(lambda subs: (*subs, sub))
 
 

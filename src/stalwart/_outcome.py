@@ -12,7 +12,7 @@ from typing import Any
 from ._errors import ConfigError
 from ._types import ExceptionFilter
 
-__all__ = ("Outcome", "compile_filter", "default_retry_after", "normalize_hint")
+__all__ = ("Outcome", "compile_filter", "default_retry_after", "normalize_filter", "normalize_hint")
 
 
 class Outcome(enum.Enum):
@@ -21,12 +21,18 @@ class Outcome(enum.Enum):
     IGNORED = "ignored"
 
 
+def normalize_filter(spec: ExceptionFilter) -> ExceptionFilter:
+    """One spelling per filter: a class or a list of classes becomes a tuple."""
+    if isinstance(spec, type):
+        return (spec,)
+    if isinstance(spec, list | set | frozenset):
+        return tuple(spec)
+    return spec
+
+
 def compile_filter(field: str, spec: ExceptionFilter) -> Callable[[BaseException], bool]:
     """Turn a class, a tuple of classes or a predicate into one predicate, validating it."""
-    if isinstance(spec, type):
-        spec = (spec,)
-    if isinstance(spec, list | set | frozenset):
-        spec = tuple(spec)
+    spec = normalize_filter(spec)
     if isinstance(spec, tuple):
         for item in spec:
             if not (isinstance(item, type) and issubclass(item, BaseException)):

@@ -84,3 +84,15 @@ try:
 except CircuitOpenError as exc:
     assert_type(exc.retry_in, float | None)
     assert_type(exc.name, str)
+
+
+def on_move(event: StateTransition) -> None:
+    assert_type(event.old, State)
+
+
+breaker.add_listener(on_move, StateTransition)
+stalwart.add_listener(on_move, StateTransition)
+# Without a filter a listener gets every event, so one typed for transitions only is an
+# error (mypy --strict flags this ignore as unused if the error ever goes away).
+breaker.add_listener(on_move)  # type: ignore[call-overload]
+stalwart.add_listener(on_move)  # type: ignore[call-overload]
