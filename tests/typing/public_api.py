@@ -94,5 +94,5 @@ breaker.add_listener(on_move, StateTransition)
 stalwart.add_listener(on_move, StateTransition)
 # Without a filter a listener gets every event, so one typed for transitions only is an
 # error (mypy --strict flags this ignore as unused if the error ever goes away).
-breaker.add_listener(on_move)  # type: ignore[call-overload]
-stalwart.add_listener(on_move)  # type: ignore[call-overload]
+breaker.add_listener(on_move)  # type: ignore[arg-type]
+stalwart.add_listener(on_move)  # type: ignore[arg-type]
