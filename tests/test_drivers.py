@@ -10,7 +10,14 @@ import time
 
 import pytest
 
-from stalwart import CircuitBreaker, CircuitOpenError, ConfigError, DeadlineExceeded, State
+from stalwart import (
+    CallRejected,
+    CircuitBreaker,
+    CircuitOpenError,
+    ConfigError,
+    DeadlineExceeded,
+    State,
+)
 from stalwart.testing import FakeClock
 
 
@@ -353,3 +360,48 @@ def test_a_with_block_is_not_judged_by_failure_if(clock: FakeClock) -> None:
     breaker.call(lambda: "value")
     assert judged == ["value"]
     assert breaker.state is State.OPEN
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("429")
+        self.retry_after = retry_after
+
+
+@pytest.mark.parametrize("form", ["sync", "async"])
+def test_the_decorator_rejects_an_open_breaker_with_the_right_retry_in(
+    clock: FakeClock, form: str
+) -> None:
+    breaker = CircuitBreaker("q", failure_threshold=1, recovery_timeout=10, clock=clock)
+    seen: list[CallRejected] = []
+    breaker.add_listener(seen.append, CallRejected)
+
+    def ok() -> str:
+        return "ok"
+
+    async def aok() -> str:
+        return "ok"
+
+    def call_once() -> str:
+        return breaker(ok)() if form == "sync" else asyncio.run(breaker(aok)())
+
+    def attempt() -> float | None:
+        with pytest.raises(CircuitOpenError) as info:
+            call_once()
+        return info.value.retry_in
+
+    breaker.__enter__()  # a call admitted while closed, still running
+    with pytest.raises(Boom):
+        breaker.call(_boom)  # opens for 10 s
+    clock.advance(4)
+    assert attempt() == pytest.approx(6)
+    # The old call now fails with a server hint: the open period stretches to 60 s from
+    # now, without a transition, and the decorator's quick path must see it.
+    breaker.__exit__(RateLimited, RateLimited(60), None)
+    assert attempt() == pytest.approx(60)
+    breaker.force_open()
+    assert attempt() is None
+    breaker.reset()
+    assert call_once() == "ok"
+    assert [e.retry_in for e in seen] == [pytest.approx(6), pytest.approx(60), None]
+    assert breaker.snapshot().total_rejections == 3

@@ -101,6 +101,8 @@ _STRATEGY = "circuit_breaker"
 _CLOSED, _OPEN, _HALF_OPEN = State.CLOSED, State.OPEN, State.HALF_OPEN
 _DISABLED, _FORCED_OPEN = State.DISABLED, State.FORCED_OPEN
 _REJECTED = -1
+_FOREVER = float("inf")  # _reject_until while forced open
+_NEVER = float("-inf")  # _reject_until while calls may be admitted
 _UNTRACKED = 0  # disabled pass-through: totals only
 _ENV_TRUE = ("1", "true", "yes", "on")
 _ENV_FALSE = ("", "0", "false", "no", "off")
@@ -625,6 +627,7 @@ class CircuitBreaker:
     # The drivers read these on every call.
     _fast: int | None
     _dirty: bool
+    _reject_until: float
     _Rejection = CircuitOpenError
 
     def __init__(
@@ -664,6 +667,7 @@ class CircuitBreaker:
         )
         self._fast = None
         self._dirty = False
+        self._reject_until = _NEVER
         self._hub = EventHub()
         self._hub.watch(self._refresh)
         self._refresh_fast()
@@ -848,12 +852,19 @@ class CircuitBreaker:
                 return ticket
         next(self._rejections)
         if self._hub.rejections:
-            self._hub.emit(
-                CallRejected(
-                    name=self.name, strategy=_STRATEGY, at=now, state=core.state, retry_in=retry_in
-                )
-            )
+            self._emit_rejection(now, retry_in)
         return retry_in
+
+    def _emit_rejection(self, now: float, retry_in: float | None) -> None:
+        self._hub.emit(
+            CallRejected(
+                name=self.name,
+                strategy=_STRATEGY,
+                at=now,
+                state=self._core.state,
+                retry_in=retry_in,
+            )
+        )
 
     def _settle_success(self, ticket: int, duration: float, *, counted: bool = False) -> None:
         if not counted:
@@ -981,6 +992,9 @@ class CircuitBreaker:
         """Under the lock: refresh the fast-path fields; True if transitions await publishing."""
         core = self._core
         self._dirty = core.consecutive_failures > 0
+        if core.state is _OPEN:
+            # A server hint can stretch an open period without a transition.
+            self._reject_until = core.open_until
         if not core.transitions:
             return False
         self._refresh_fast()
@@ -990,6 +1004,10 @@ class CircuitBreaker:
         core = self._core
         ok = self._fast_eligible and core.state is _CLOSED and not self._hub.calls
         self._fast = core.epoch if ok else None
+        if core.state is _OPEN:
+            self._reject_until = core.open_until
+        else:
+            self._reject_until = _FOREVER if core.state is _FORCED_OPEN else _NEVER
 
     def _refresh(self) -> None:
         # Listener sets changed (possibly from another thread): recompute under the lock.
