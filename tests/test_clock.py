@@ -69,3 +69,35 @@ def test_both_clocks_satisfy_the_protocol() -> None:
     real = SystemClock()
     assert abs(real.time() - time.time()) < 5
     assert real.monotonic() <= time.monotonic()
+
+
+def test_set_testing_skips_sleeps_caps_attempts_and_timeouts() -> None:
+    from stalwart import _testmode
+    from stalwart.testing import set_testing
+
+    clock = FakeClock()
+    with set_testing(attempts=2, timeout=0.5) as mode:
+        _testmode.sleep(clock, 30)
+        asyncio.run(_testmode.asleep(clock, 12))
+        assert _testmode.cap_attempts(10) == 2
+        assert _testmode.cap_timeout(60) == 0.5
+        assert _testmode.cap_timeout(None) == 0.5
+        with set_testing() as inner:  # nested: the innermost wins
+            assert _testmode.cap_attempts(10) == 10
+            _testmode.sleep(clock, 1)
+        assert inner.sleeps == [1]
+    assert mode.sleeps == [30, 12]
+    assert clock.sleeps == []  # nothing reached the clock
+    assert _testmode.current() is None
+    assert _testmode.cap_attempts(10) == 10
+    _testmode.sleep(clock, 3)
+    assert clock.sleeps == [3]
+
+
+def test_set_testing_validates_its_arguments() -> None:
+    from stalwart import ConfigError
+    from stalwart.testing import set_testing
+
+    for bad in ({"attempts": 0}, {"attempts": 1.5}, {"timeout": -1}):
+        with pytest.raises(ConfigError), set_testing(**bad):  # type: ignore[arg-type]
+            pass

@@ -25,6 +25,7 @@ from typing import Any, ParamSpec, Protocol, TypeGuard, TypeVar, cast
 from ._clock import Clock
 from ._errors import ConfigError, DeadlineExceeded, Rejected
 from ._events import EventHub
+from ._testmode import cap_timeout
 
 __all__ = (
     "Guard",
@@ -214,7 +215,7 @@ async def call_async(guard: Guard, fn: Callable[..., Awaitable[R]], args: Any, k
 def run_sync(guard: Guard, fn: Callable[..., R], ticket: int, args: Any, kwargs: Any) -> R:
     """Run a permitted sync call, timed and with its deadline, and report how it ended."""
     clock = guard._clock
-    timeout = guard._call_timeout
+    timeout = cap_timeout(guard._call_timeout)
     start = clock.monotonic()
     try:
         if timeout is None:
@@ -233,7 +234,7 @@ async def run_async(
 ) -> R:
     """Await a permitted call, timed and with its deadline, and report how it ended."""
     clock = guard._clock
-    timeout = guard._call_timeout
+    timeout = cap_timeout(guard._call_timeout)
     start = clock.monotonic()
     try:
         if timeout is None:

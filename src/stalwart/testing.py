@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ("FakeClock",)
+from . import _testmode, _validate
+from ._testmode import TestMode
+
+__all__ = ("FakeClock", "TestMode", "set_testing")
 
 
 class FakeClock:
@@ -59,3 +64,24 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock(monotonic={self._now!r}, slept={len(self.sleeps)})"
+
+
+@contextmanager
+def set_testing(*, attempts: int | None = None, timeout: float | None = None) -> Iterator[TestMode]:
+    """Make every stalwart strategy stop sleeping, for your own test suite.
+
+    Inside the block, retry backoff, rate-limiter waits and hedge delays return at once
+    (``mode.sleeps`` lists what they would have slept), retries and hedges make at most
+    ``attempts`` attempts, and timeouts wait at most ``timeout`` seconds. Process-wide;
+    blocks nest, the innermost wins.
+    """
+    # Named like stamina's switch; not test_*, so pytest never collects it from your tests.
+    if attempts is not None:
+        _validate.whole("attempts", attempts)
+    _validate.optional_positive("timeout", timeout)
+    mode = TestMode(attempts=attempts, timeout=timeout)
+    previous = _testmode.activate(mode)
+    try:
+        yield mode
+    finally:
+        _testmode.activate(previous)
