@@ -29,13 +29,17 @@ from ._testmode import cap_timeout
 
 __all__ = (
     "Guard",
+    "Named",
     "aenter_block",
     "aexit_block",
     "call_async",
     "call_sync",
+    "deadline_exceeded",
     "decorate",
     "enter_block",
     "exit_block",
+    "imposed_by",
+    "is_async_callable",
     "run_async",
     "run_sync",
     "run_with_deadline",
@@ -43,6 +47,12 @@ __all__ = (
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class Named(Protocol):
+    """Anything that imposes a deadline: it names the DeadlineExceeded it raises."""
+
+    name: str
 
 
 class Guard(Protocol):
@@ -247,7 +257,7 @@ async def run_async(
             except TimeoutError as exc:
                 if not scope.expired():
                     raise  # the call's own TimeoutError, not our deadline
-                raise _deadline(guard, timeout) from exc
+                raise deadline_exceeded(guard, timeout) from exc
     except BaseException as exc:
         _settle_raised(guard, ticket, exc, clock.monotonic() - start)
         raise
@@ -256,7 +266,7 @@ async def run_async(
 
 
 def _settle_raised(guard: Guard, ticket: int, exc: BaseException, duration: float) -> None:
-    if getattr(exc, "_imposed_by", None) is guard:
+    if imposed_by(exc, guard):
         # The deadline this guard imposed: a failure whatever record/ignore say. Anyone
         # else's DeadlineExceeded (an inner guard's) is classified like any exception.
         guard._settle_failure(ticket, duration, exc, None)
@@ -270,7 +280,7 @@ def _settle_returned(guard: Guard, ticket: int, result: Any, duration: float) ->
         # Finished, but later than allowed by the guard's own clock: a sync block that
         # could not be interrupted, or a call timed on a FakeClock. The value is still
         # returned; the overrun counts as a failure on every path alike.
-        overrun = _deadline(guard, timeout, f"ran {duration:.3g} s (limit {timeout:g} s)")
+        overrun = deadline_exceeded(guard, timeout, f"ran {duration:.3g} s (limit {timeout:g} s)")
         guard._settle_failure(ticket, duration, overrun, None)
     elif result is _NO_VALUE:
         guard._settle_success(ticket, duration)
@@ -281,14 +291,20 @@ def _settle_returned(guard: Guard, ticket: int, result: Any, duration: float) ->
 _NO_VALUE: Any = object()  # what a `with` block "returns": nothing to judge
 
 
-def _deadline(guard: Guard, timeout: float, detail: str = "") -> DeadlineExceeded:
-    exc = DeadlineExceeded(guard.name, None, detail or f"call did not finish within {timeout:g} s")
-    exc._imposed_by = guard  # type: ignore[attr-defined]
+def deadline_exceeded(owner: Named, timeout: float, detail: str = "") -> DeadlineExceeded:
+    """The DeadlineExceeded ``owner`` raises, marked as its own (see ``imposed_by``)."""
+    exc = DeadlineExceeded(owner.name, None, detail or f"call did not finish within {timeout:g} s")
+    exc._imposed_by = owner  # type: ignore[attr-defined]
     return exc
 
 
+def imposed_by(exc: BaseException, owner: Named) -> bool:
+    """True if ``exc`` is the deadline ``owner`` itself imposed (not an inner one's)."""
+    return getattr(exc, "_imposed_by", None) is owner
+
+
 def run_with_deadline(
-    guard: Guard, fn: Callable[..., R], args: Any, kwargs: Any, timeout: float
+    owner: Named, fn: Callable[..., R], args: Any, kwargs: Any, timeout: float
 ) -> R:
     """Run a sync call in a worker thread and stop waiting for it after ``timeout``.
 
@@ -309,11 +325,11 @@ def run_with_deadline(
         else:
             future.set_result(result)
 
-    threading.Thread(target=run, name=f"stalwart:{guard.name}", daemon=True).start()
+    threading.Thread(target=run, name=f"stalwart:{owner.name}", daemon=True).start()
     done, _ = wait([future], timeout)
     if not done:
-        raise _deadline(
-            guard, timeout, f"call did not finish within {timeout:g} s (its thread runs on)"
+        raise deadline_exceeded(
+            owner, timeout, f"call did not finish within {timeout:g} s (its thread runs on)"
         )
     return future.result()
 
@@ -387,7 +403,7 @@ async def aexit_block(guard: Guard, exc: BaseException | None) -> None:
         except TimeoutError as timeout_exc:
             # Our deadline cancelled the block: report and raise it as stalwart's own.
             assert guard._call_timeout is not None
-            deadline = _deadline(guard, guard._call_timeout)
+            deadline = deadline_exceeded(guard, guard._call_timeout)
             duration = guard._clock.monotonic() - block.start
             guard._settle_failure(block.ticket, duration, deadline, None)
             raise deadline from timeout_exc
