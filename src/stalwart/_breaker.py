@@ -796,6 +796,14 @@ class CircuitBreaker:
         """Let every call through, counting totals only, until :meth:`reset`."""
         self._control(lambda core, now: core.disable(now))
 
+    def describe(self) -> dict[str, Any]:
+        """The breaker's kind, name and every setting (for pipelines, logs and the ops app)."""
+        settings = {f.name: getattr(self.config, f.name) for f in fields(BreakerConfig)}
+        settings["poll_intervals"] = {
+            f.name: getattr(self.config.poll_intervals, f.name) for f in fields(PollIntervals)
+        }
+        return {"strategy": _STRATEGY, "name": self.name, **settings}
+
     @overload
     def add_listener(self, listener: Listener) -> None: ...
     @overload
