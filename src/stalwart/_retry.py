@@ -513,7 +513,7 @@ class Retry:
         # Bound once: the first attempt reads no attribute it does not need.
         begin, judge, run = self._begin, self._judge, self._run
         if is_async_callable(fn):
-            afn = fn
+            afn = fn  # keeps the narrowing to async inside the closure
 
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
                 start = None if begin is None else begin()
