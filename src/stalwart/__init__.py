@@ -1,10 +1,15 @@
 """stalwart: fault tolerance for Python services.
 
-Circuit breakers that hold their limits across threads and asyncio tasks, cost a few
-hundred nanoseconds per call, report every change as a typed event, and are tested
-without real sleeping. Optional parts live in subpackages (``stalwart.testing``, ...).
+Circuit breakers, retries, timeouts, fallbacks, bulkheads, rate limiters, hedging and
+adaptive throttling that hold their limits across threads and asyncio tasks, compose in a
+``Pipeline`` you can read, report every change as a typed event, and are tested without
+real sleeping. Optional parts live in subpackages (``stalwart.testing``,
+``stalwart.presets``, ...).
 """
 
+from ._backoff import Backoff as Backoff
+from ._backoff import parse_retry_after as parse_retry_after
+from ._backoff import retry_after_from_response as retry_after_from_response
 from ._breaker import BreakerConfig as BreakerConfig
 from ._breaker import BreakerSnapshot as BreakerSnapshot
 from ._breaker import CircuitBreaker as CircuitBreaker
@@ -12,6 +17,8 @@ from ._breaker import PollHint as PollHint
 from ._breaker import PollIntervals as PollIntervals
 from ._breaker import circuit_breaker as circuit_breaker
 from ._breaker import circuit_breakers as circuit_breakers
+from ._bulkhead import Bulkhead as Bulkhead
+from ._bulkhead import BulkheadEntered as BulkheadEntered
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._errors import BulkheadFullError as BulkheadFullError
@@ -31,13 +38,35 @@ from ._events import SlowCall as SlowCall
 from ._events import StateTransition as StateTransition
 from ._events import add_listener as add_listener
 from ._events import remove_listener as remove_listener
+from ._fallback import Fallback as Fallback
+from ._fallback import FallbackUsed as FallbackUsed
+from ._hedge import Hedge as Hedge
+from ._hedge import HedgeStarted as HedgeStarted
+from ._hedge import HedgeWon as HedgeWon
+from ._pipeline import Pipeline as Pipeline
+from ._ratelimit import RateLimiter as RateLimiter
+from ._ratelimit import RateLimitWaited as RateLimitWaited
+from ._retry import Retry as Retry
+from ._retry import RetryAttempt as RetryAttempt
+from ._retry import RetryBudget as RetryBudget
+from ._retry import RetryBudgetExhausted as RetryBudgetExhausted
+from ._retry import RetryGaveUp as RetryGaveUp
+from ._retry import retry as retry
+from ._throttle import AdaptiveThrottle as AdaptiveThrottle
+from ._timeout import TimedOut as TimedOut
+from ._timeout import Timeout as Timeout
+from ._timeout import remaining as remaining
 from ._types import State as State
 
 __version__ = "0.1.0.dev0"
 
 __all__ = (
+    "AdaptiveThrottle",
+    "Backoff",
     "BreakerConfig",
     "BreakerSnapshot",
+    "Bulkhead",
+    "BulkheadEntered",
     "BulkheadFullError",
     "CallFailed",
     "CallIgnored",
@@ -49,18 +78,37 @@ __all__ = (
     "ConfigError",
     "DeadlineExceeded",
     "Event",
+    "Fallback",
+    "FallbackUsed",
+    "Hedge",
+    "HedgeStarted",
+    "HedgeWon",
     "LoggingListener",
+    "Pipeline",
     "PollHint",
     "PollIntervals",
+    "RateLimitWaited",
     "RateLimitedError",
+    "RateLimiter",
     "Rejected",
+    "Retry",
+    "RetryAttempt",
+    "RetryBudget",
+    "RetryBudgetExhausted",
+    "RetryGaveUp",
     "SlowCall",
     "StalwartError",
     "State",
     "StateTransition",
     "SystemClock",
+    "TimedOut",
+    "Timeout",
     "add_listener",
     "circuit_breaker",
     "circuit_breakers",
+    "parse_retry_after",
+    "remaining",
     "remove_listener",
+    "retry",
+    "retry_after_from_response",
 )
