@@ -274,7 +274,8 @@ def test_transitions_reach_listeners_in_the_order_they_happened(clock: FakeClock
 def test_counters_read_their_position_from_repr() -> None:
     import itertools
 
-    from stalwart._breaker import _LockedCount, _peek
+    from stalwart._strategy import _LockedCount
+    from stalwart._strategy import peek as _peek
 
     for counter in (itertools.count(), _LockedCount()):
         for _ in range(3):

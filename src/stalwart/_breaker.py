@@ -17,17 +17,15 @@ it later by succeeding, and a probe whose lease expired cannot count twice.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
-import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal, ParamSpec, TypedDict, TypeVar, Unpack, cast, overload
+from typing import Any, Literal, ParamSpec, TypedDict, TypeVar, Unpack
 
 from . import _drivers
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import Clock
 from ._errors import CircuitOpenError, ConfigError
 from ._events import (
     CallFailed,
@@ -36,7 +34,6 @@ from ._events import (
     CallSucceeded,
     Event,
     EventHub,
-    Listener,
     SlowCall,
     StateTransition,
 )
@@ -48,6 +45,7 @@ from ._outcome import (
     normalize_hint,
 )
 from ._registry import Registry
+from ._strategy import HAS_GIL, Observable, counter, peek, strategy_clock
 from ._types import ExceptionFilter, RetryAfterFrom, State
 from ._validate import callable_or_none, optional_positive, positive, ratio, whole
 from ._window import CountWindow, TimeWindow, Window
@@ -106,8 +104,6 @@ _NEVER = float("-inf")  # _reject_until while calls may be admitted
 _UNTRACKED = 0  # disabled pass-through: totals only
 _ENV_TRUE = ("1", "true", "yes", "on")
 _ENV_FALSE = ("", "0", "false", "no", "off")
-# The fast path counts successes with itertools.count, atomic only under the GIL.
-_HAS_GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -615,7 +611,7 @@ class PollHint(TypedDict):
     message: str
 
 
-class CircuitBreaker:
+class CircuitBreaker(Observable):
     """Stops calling a dependency that keeps failing, and tests its recovery carefully.
 
     Use it as a decorator (``def`` and ``async def``), a ``with``/``async with`` block, or
@@ -642,11 +638,7 @@ class CircuitBreaker:
             raise ConfigError("name", f"must be a non-empty string, got {name!r}")
         self.name = name
         self.config = _config_from(config, options)
-        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
-        if isinstance(self._clock, type) or not isinstance(self._clock, Clock):
-            raise ConfigError(
-                "clock", f"must be an object implementing the Clock protocol, got {clock!r}"
-            )
+        self._clock: Clock = strategy_clock(clock)
         self._monotonic = self._clock.monotonic
         self._record = compile_filter("record", self.config.record)
         self._ignore = compile_filter("ignore", self.config.ignore)
@@ -656,10 +648,10 @@ class CircuitBreaker:
         self._publishing = threading.Lock()
         # Successes and rejections are counted without the state lock: itertools.count is
         # atomic under the GIL; without one, a counter with its own lock stands in.
-        self._successes: Iterator[int] = _counter()
-        self._rejections: Iterator[int] = _counter()
+        self._successes: Iterator[int] = counter()
+        self._rejections: Iterator[int] = counter()
         self._fast_eligible = (
-            _HAS_GIL
+            HAS_GIL
             and self.config.mode == "consecutive"
             and self.config.slow_call_duration is None
             and self.config.failure_if is None
@@ -727,7 +719,7 @@ class CircuitBreaker:
         with self._lock:
             retry_in = core.retry_in(now)
             failure_ratio, slow_ratio = core.rates(now)
-            successes = _peek(self._successes)
+            successes = peek(self._successes)
             failures = core.total_failures
             if core.window is None:
                 decided = successes + failures
@@ -751,7 +743,7 @@ class CircuitBreaker:
                 total_successes=successes,
                 total_failures=failures,
                 total_ignored=core.total_ignored,
-                total_rejections=_peek(self._rejections),
+                total_rejections=peek(self._rejections),
                 failure_rate=failure_ratio,
                 slow_call_rate=slow_ratio,
                 transitions=core.transition_count,
@@ -803,22 +795,6 @@ class CircuitBreaker:
             f.name: getattr(self.config.poll_intervals, f.name) for f in fields(PollIntervals)
         }
         return {"strategy": _STRATEGY, "name": self.name, **settings}
-
-    @overload
-    def add_listener(self, listener: Listener) -> None: ...
-    @overload
-    def add_listener(
-        self, listener: Callable[[E], object], kind: type[E], /, *kinds: type[E]
-    ) -> None: ...
-    def add_listener(self, listener: Callable[[Any], object], *types: type[Event]) -> None:
-        """Deliver this breaker's events (of ``types`` only, if given) to ``listener``.
-
-        Without types the listener gets every event, so it must accept any Event; with
-        types, it may be typed for just those (``def on_move(e: StateTransition)``)."""
-        self._hub.add(listener, types)
-
-    def remove_listener(self, listener: Callable[[E], object]) -> None:
-        self._hub.remove(cast("Listener", listener))
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self._core.state.value})"
@@ -1073,36 +1049,6 @@ class CircuitBreaker:
                     threshold=threshold,
                 )
             )
-
-
-def _counter() -> Iterator[int]:
-    return itertools.count() if _HAS_GIL else _LockedCount()
-
-
-class _LockedCount:
-    """itertools.count's stand-in where there is no GIL to make ``next`` atomic."""
-
-    def __init__(self) -> None:
-        self._value = 0
-        self._lock = threading.Lock()
-
-    def __iter__(self) -> _LockedCount:
-        return self
-
-    def __next__(self) -> int:
-        with self._lock:
-            value = self._value
-            self._value += 1
-            return value
-
-    def __repr__(self) -> str:
-        return f"count({self._value})"
-
-
-def _peek(counter: Iterator[int]) -> int:
-    """How many times ``next`` was called on a counter from :func:`_counter`."""
-    # "count(N)" is the only public read of an itertools.count's position; a test pins it.
-    return int(repr(counter)[6:-1])
 
 
 def _disabled_by_env() -> bool:

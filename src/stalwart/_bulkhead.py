@@ -33,12 +33,12 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 from ._clock import Clock
 from ._errors import BulkheadFullError, ConfigError
 from ._events import CallRejected, Event, EventHub
-from ._testmode import cap_timeout
-from ._timeout import (
+from ._strategy import (
     Wrapper,
     strategy_clock,
     strategy_name,
 )
+from ._testmode import cap_timeout
 from ._validate import optional_positive, whole
 
 __all__ = (

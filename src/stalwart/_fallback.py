@@ -28,7 +28,7 @@ from ._drivers import is_async_callable
 from ._errors import ConfigError, Rejected
 from ._events import Event, EventHub
 from ._outcome import compile_filter, normalize_filter
-from ._timeout import (
+from ._strategy import (
     Wrapper,
     strategy_clock,
     strategy_name,

@@ -17,13 +17,14 @@ import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, ParamSpec, TypeAlias, TypeVar, cast, overload
+from typing import Any, Literal, ParamSpec, TypeAlias, TypeVar, cast
 
 from . import _testmode
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import Clock
 from ._drivers import is_async_callable
 from ._errors import ConfigError
-from ._events import Event, EventHub, Listener
+from ._events import Event, EventHub
+from ._strategy import Observable, strategy_clock, strategy_name
 from ._validate import positive, whole
 
 __all__ = (
@@ -141,7 +142,7 @@ class HedgeWon(Event):
     started: int
 
 
-class Hedge:
+class Hedge(Observable):
     """Starts another copy of a slow (or failed) async call; the first success wins.
 
     Losers are cancelled and awaited before the result is returned, so nothing outlives the
@@ -158,14 +159,8 @@ class Hedge:
         clock: Clock | None = None,
     ) -> None:
         self.config = HedgeConfig(delay=delay, max_hedged=max_hedged, idempotent=idempotent)
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ConfigError("name", f"must be a non-empty string or None, got {name!r}")
-        self.name = name or _STRATEGY
-        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
-        if isinstance(self._clock, type) or not isinstance(self._clock, Clock):
-            raise ConfigError(
-                "clock", f"must be an object implementing the Clock protocol, got {clock!r}"
-            )
+        self.name = strategy_name(name, _STRATEGY)
+        self._clock: Clock = strategy_clock(clock)
         self._hub = EventHub()
         self._hub.watch(self._listeners_changed)
         self._listeners_changed()
@@ -204,19 +199,6 @@ class Hedge:
             "max_hedged": self.config.max_hedged,
             "idempotent": self.config.idempotent,
         }
-
-    @overload
-    def add_listener(self, listener: Listener) -> None: ...
-    @overload
-    def add_listener(
-        self, listener: Callable[[E], object], kind: type[E], /, *kinds: type[E]
-    ) -> None: ...
-    def add_listener(self, listener: Callable[[Any], object], *types: type[Event]) -> None:
-        """Deliver this hedge's events (of ``types`` only, if given) to ``listener``."""
-        self._hub.add(listener, types)
-
-    def remove_listener(self, listener: Callable[[E], object]) -> None:
-        self._hub.remove(cast("Listener", listener))
 
     def __repr__(self) -> str:
         return (

@@ -26,13 +26,14 @@ import re
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, cast, overload
+from typing import Any, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, cast
 
 from . import _testmode
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import Clock
 from ._drivers import is_async_callable
 from ._errors import ConfigError, RateLimitedError
-from ._events import CallRejected, Event, EventHub, Listener
+from ._events import CallRejected, Event, EventHub
+from ._strategy import Observable, strategy_clock, strategy_name
 from ._validate import one_of, positive, whole
 
 __all__ = (
@@ -298,7 +299,7 @@ class RateLimitWaited(Event):
     cost: int
 
 
-class RateLimiter:
+class RateLimiter(Observable):
     """Lets calls through at a sustained rate with a bounded burst.
 
     ``try_acquire()`` answers at once; ``acquire()`` / ``await aacquire()`` wait up to the
@@ -333,14 +334,8 @@ class RateLimiter:
         self.config = RateLimiterConfig(
             rate=Rate.parse(rate), burst=burst, algorithm=algorithm, max_wait=max_wait
         )
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ConfigError("name", f"must be a non-empty string or None, got {name!r}")
-        self.name = name or _STRATEGY
-        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
-        if isinstance(self._clock, type) or not isinstance(self._clock, Clock):
-            raise ConfigError(
-                "clock", f"must be an object implementing the Clock protocol, got {clock!r}"
-            )
+        self.name = strategy_name(name, _STRATEGY)
+        self._clock: Clock = strategy_clock(clock)
         self._now = self._clock.monotonic
         self._core = self.config.make_core()
         self._reserve = self._core.reserve
@@ -476,19 +471,6 @@ class RateLimiter:
             "algorithm": self.config.algorithm,
             "max_wait": self.config.max_wait,
         }
-
-    @overload
-    def add_listener(self, listener: Listener) -> None: ...
-    @overload
-    def add_listener(
-        self, listener: Callable[[E], object], kind: type[E], /, *kinds: type[E]
-    ) -> None: ...
-    def add_listener(self, listener: Callable[[Any], object], *types: type[Event]) -> None:
-        """Deliver this limiter's events (of ``types`` only, if given) to ``listener``."""
-        self._hub.add(listener, types)
-
-    def remove_listener(self, listener: Callable[[E], object]) -> None:
-        self._hub.remove(cast("Listener", listener))
 
     def __repr__(self) -> str:
         return (

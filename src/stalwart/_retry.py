@@ -28,7 +28,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, ParamSpec, TypeAlias, TypedDict, TypeVar, Unpack, cast, overload
+from typing import Any, Literal, ParamSpec, TypeAlias, TypedDict, TypeVar, Unpack, cast
 
 from . import _testmode
 from ._backoff import (
@@ -39,13 +39,20 @@ from ._backoff import (
     Backoff,
     Jitter,
 )
-from ._breaker import _counter, _peek
 from ._clock import Clock
 from ._drivers import is_async_callable
 from ._errors import ConfigError, Rejected
-from ._events import Event, EventHub, Listener
+from ._events import Event, EventHub
 from ._outcome import compile_filter, normalize_filter, normalize_hint
-from ._timeout import check_call_form, check_decoratable, strategy_clock, strategy_name
+from ._strategy import (
+    Observable,
+    check_call_form,
+    check_decoratable,
+    counter,
+    peek,
+    strategy_clock,
+    strategy_name,
+)
 from ._types import ExceptionFilter, RetryAfterFrom
 from ._validate import callable_or_none, optional_positive, positive, whole
 
@@ -219,7 +226,7 @@ class RetryBudget:
         # Deposits of the current slice are counted without the lock (itertools.count is
         # atomic under the GIL) and handed to the core when the slice ends or a retry asks.
         # A deposit racing with the hand-over may be lost: the budget can only err strict.
-        self._pending: Iterator[int] = _counter()
+        self._pending: Iterator[int] = counter()
         self._pending_at = 0.0
         self._pending_until = -math.inf
 
@@ -247,8 +254,8 @@ class RetryBudget:
 
     def _hand_over(self, now: float) -> None:
         """Under the lock: give the batched deposits to the core; batch anew from ``now``."""
-        pending, self._pending = self._pending, _counter()
-        calls = _peek(pending)
+        pending, self._pending = self._pending, counter()
+        calls = peek(pending)
         if calls:
             self._core.deposit(self._pending_at, calls)
         self._pending_at = now
@@ -414,7 +421,7 @@ class RetryCore:
 # -- runtime -------------------------------------------------------------------------
 
 
-class Retry:
+class Retry(Observable):
     """Calls a function again when it fails with one of the ``on=`` exceptions.
 
     Exponential backoff with jitter between attempts, at most ``max_attempts`` in all,
@@ -487,19 +494,6 @@ class Retry:
         budget = self.config.budget
         settings["budget"] = None if budget is None else budget.describe()
         return {"strategy": _STRATEGY, "name": self.name, **settings}
-
-    @overload
-    def add_listener(self, listener: Listener) -> None: ...
-    @overload
-    def add_listener(
-        self, listener: Callable[[E], object], kind: type[E], /, *kinds: type[E]
-    ) -> None: ...
-    def add_listener(self, listener: Callable[[Any], object], *types: type[Event]) -> None:
-        """Deliver this retry's events (of ``types`` only, if given) to ``listener``."""
-        self._hub.add(listener, types)
-
-    def remove_listener(self, listener: Callable[[E], object]) -> None:
-        self._hub.remove(cast("Listener", listener))
 
     def __repr__(self) -> str:
         config = self.config

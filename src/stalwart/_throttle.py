@@ -26,13 +26,14 @@ import random
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, fields
-from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from . import _drivers
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import Clock
 from ._errors import ConfigError, RateLimitedError
-from ._events import CallRejected, Event, EventHub, Listener
+from ._events import CallRejected, Event, EventHub
 from ._outcome import compile_filter, normalize_filter
+from ._strategy import Observable, strategy_clock, strategy_name
 from ._types import ExceptionFilter
 from ._validate import callable_or_none, positive, whole
 from ._window import TimeWindow
@@ -154,7 +155,7 @@ class _Random(Protocol):
     def random(self) -> float: ...
 
 
-class AdaptiveThrottle:
+class AdaptiveThrottle(Observable):
     """Rejects requests locally, at random, in proportion to how many the backend refuses.
 
     A local rejection raises :class:`RateLimitedError` (``retry_in`` None) without calling
@@ -186,14 +187,8 @@ class AdaptiveThrottle:
             overload_on=overload_on,
             failure_if=failure_if,
         )
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ConfigError("name", f"must be a non-empty string or None, got {name!r}")
-        self.name = name or _STRATEGY
-        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
-        if isinstance(self._clock, type) or not isinstance(self._clock, Clock):
-            raise ConfigError(
-                "clock", f"must be an object implementing the Clock protocol, got {clock!r}"
-            )
+        self.name = strategy_name(name, _STRATEGY)
+        self._clock: Clock = strategy_clock(clock)
         if rng is not None and not callable(getattr(rng, "random", None)):
             raise ConfigError("rng", f"must have a random() method (random.Random), got {rng!r}")
         self._rng: _Random = random.Random() if rng is None else rng
@@ -251,19 +246,6 @@ class AdaptiveThrottle:
         """The throttle's kind, name and every setting."""
         settings = {f.name: getattr(self.config, f.name) for f in fields(ThrottleConfig)}
         return {"strategy": _STRATEGY, "name": self.name, **settings}
-
-    @overload
-    def add_listener(self, listener: Listener) -> None: ...
-    @overload
-    def add_listener(
-        self, listener: Callable[[E], object], kind: type[E], /, *kinds: type[E]
-    ) -> None: ...
-    def add_listener(self, listener: Callable[[Any], object], *types: type[Event]) -> None:
-        """Deliver this throttle's events (of ``types`` only, if given) to ``listener``."""
-        self._hub.add(listener, types)
-
-    def remove_listener(self, listener: Callable[[E], object]) -> None:
-        self._hub.remove(cast("Listener", listener))
 
     def __repr__(self) -> str:
         return f"AdaptiveThrottle(k={self.config.k!r}, name={self.name!r})"
