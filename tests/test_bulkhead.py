@@ -8,7 +8,6 @@ import contextlib
 import gc
 import inspect
 import random
-import sys
 import threading
 import time
 from collections import deque
@@ -23,35 +22,15 @@ from hypothesis import strategies as st
 from stalwart import BulkheadFullError, CallRejected, ConfigError, Event
 from stalwart._bulkhead import Bulkhead, BulkheadCore, BulkheadEntered
 from stalwart.testing import FakeClock, set_testing
+from threads import run_threads, switching_threads_often
 
 WAIT = 10.0  # seconds a test may wait for something that should happen at once
 
 
 @pytest.fixture(autouse=True)
 def _switch_threads_often() -> Iterator[None]:
-    """Make the interpreter switch threads every few bytecodes, so races show up."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(before)
-
-
-def run_threads(count: int, target: Callable[[int], None]) -> None:
-    errors: list[BaseException] = []
-
-    def guarded(i: int) -> None:
-        try:
-            target(i)
-        except BaseException as exc:  # surfaced below, so a broken thread fails the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads)
-    assert errors == []
+    with switching_threads_often():
+        yield
 
 
 class Gauge:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ import pytest
 
 from stalwart import CircuitBreaker, CircuitOpenError, Event, State, StateTransition
 from stalwart.testing import FakeClock
+from threads import run_threads, switching_threads_often
 
 THREADS = 8
 CALLS = 4_000
@@ -26,29 +26,8 @@ class Boom(Exception):
 
 @pytest.fixture(autouse=True)
 def _switch_threads_often() -> Iterator[None]:
-    """Make the interpreter switch threads every few bytecodes, so races show up."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(before)
-
-
-def run_threads(count: int, target: Callable[[int], None]) -> None:
-    errors: list[BaseException] = []
-
-    def guarded(i: int) -> None:
-        try:
-            target(i)
-        except BaseException as exc:  # surfaced below, so a broken thread fails the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads)
-    assert errors == []
+    with switching_threads_often():
+        yield
 
 
 @pytest.mark.parametrize("listening", [False, True], ids=["fast-path", "timed-path"])

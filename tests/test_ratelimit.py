@@ -7,9 +7,8 @@ import asyncio
 import contextlib
 import inspect
 import math
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,6 +26,7 @@ from stalwart._ratelimit import (
     TokenBucket,
 )
 from stalwart.testing import FakeClock, set_testing
+from threads import run_threads, switching_threads_often
 
 ALGORITHMS = ["token_bucket", "gcra"]
 
@@ -38,29 +38,8 @@ def algorithm(request: pytest.FixtureRequest) -> Any:
 
 @pytest.fixture
 def _switch_threads_often() -> Iterator[None]:
-    """Make the interpreter switch threads every few bytecodes, so races show up."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(before)
-
-
-def run_threads(count: int, target: Callable[[int], None]) -> None:
-    errors: list[BaseException] = []
-
-    def guarded(i: int) -> None:
-        try:
-            target(i)
-        except BaseException as exc:  # surfaced below, so a broken thread fails the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads)
-    assert errors == []
+    with switching_threads_often():
+        yield
 
 
 # -- the rate grammar --------------------------------------------------------------------

@@ -20,11 +20,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, ParamSpec, TypedDict, TypeVar, Unpack
 
-from . import _drivers
 from ._clock import Clock
 from ._errors import CircuitOpenError, ConfigError
 from ._events import (
@@ -45,7 +44,7 @@ from ._outcome import (
     normalize_hint,
 )
 from ._registry import Registry
-from ._strategy import HAS_GIL, Observable, counter, peek, strategy_clock
+from ._strategy import HAS_GIL, Guarded, counter, peek, strategy_clock
 from ._types import ExceptionFilter, RetryAfterFrom, State
 from ._validate import callable_or_none, optional_positive, positive, ratio, whole
 from ._window import CountWindow, TimeWindow, Window
@@ -611,7 +610,7 @@ class PollHint(TypedDict):
     message: str
 
 
-class CircuitBreaker(Observable):
+class CircuitBreaker(Guarded):
     """Stops calling a dependency that keeps failing, and tests its recovery carefully.
 
     Use it as a decorator (``def`` and ``async def``), a ``with``/``async with`` block, or
@@ -619,6 +618,8 @@ class CircuitBreaker(Observable):
     protected call runs. Constructing one does not register it: see
     :func:`circuit_breaker` for named, shared instances.
     """
+
+    _kind = "breaker"
 
     # The drivers read these on every call.
     _fast: int | None
@@ -665,41 +666,6 @@ class CircuitBreaker(Observable):
         self._refresh_fast()
 
     # -- public surface ------------------------------------------------------------
-
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """Decorate a ``def`` or ``async def``; the wrapper keeps its signature."""
-        return _drivers.decorate(self, fn)
-
-    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run a sync ``fn(*args, **kwargs)`` through the breaker."""
-        if _drivers.is_async_callable(fn):
-            # Calling it would only create a coroutine: nothing would run or be judged.
-            raise TypeError(f"{fn!r} is async: use `await breaker.acall(...)`")
-        return _drivers.call_sync(self, fn, args, kwargs)
-
-    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Await ``fn(*args, **kwargs)`` through the breaker; ``fn`` must be async."""
-        if not _drivers.is_async_callable(fn):
-            # Checked first: run and then awaited, a plain function's result would raise a
-            # TypeError that would be counted against the dependency.
-            raise TypeError(f"{fn!r} is not async: use `breaker.call(...)`")
-        return await _drivers.call_async(self, fn, args, kwargs)
-
-    def __enter__(self) -> CircuitBreaker:
-        _drivers.enter_block(self)
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        _drivers.exit_block(self, exc)
-
-    async def __aenter__(self) -> CircuitBreaker:
-        await _drivers.aenter_block(self)
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        await _drivers.aexit_block(self, exc)
 
     @property
     def state(self) -> State:

@@ -13,8 +13,9 @@ import itertools
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, ClassVar, ParamSpec, TypeVar, cast, overload
+from typing import Any, ClassVar, ParamSpec, Self, TypeVar, cast, overload
 
+from . import _drivers
 from ._clock import SYSTEM_CLOCK, Clock
 from ._drivers import is_async_callable
 from ._errors import ConfigError
@@ -22,6 +23,7 @@ from ._events import Event, EventHub, Listener
 
 __all__ = (
     "HAS_GIL",
+    "Guarded",
     "Observable",
     "Wrapper",
     "check_call_form",
@@ -137,6 +139,51 @@ class Wrapper(Observable):
 
     def _async_wrapper(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         raise NotImplementedError
+
+
+class Guarded(Observable):
+    """The calling forms of a permission-and-outcome strategy (``_drivers.Guard``: the
+    breaker, the adaptive throttle): decorator, ``call`` / ``acall`` and ``with`` /
+    ``async with`` all run the one protocol in ``_drivers``."""
+
+    _kind: ClassVar[str]
+    """How the strategy is called in messages: "breaker", "throttle", ..."""
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Decorate a ``def`` or ``async def``; the wrapper keeps its signature."""
+        return _drivers.decorate(self._guard, fn)
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run a sync ``fn(*args, **kwargs)`` through the strategy."""
+        check_call_form(fn, self._kind, awaited=False)
+        return _drivers.call_sync(self._guard, fn, args, kwargs)
+
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Await ``fn(*args, **kwargs)`` through the strategy; ``fn`` must be async (checked
+        first: a plain function's result could not be awaited, and that TypeError would
+        otherwise be counted against the dependency)."""
+        check_call_form(fn, self._kind, awaited=True)
+        return await _drivers.call_async(self._guard, fn, args, kwargs)
+
+    def __enter__(self) -> Self:
+        _drivers.enter_block(self._guard)
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        _drivers.exit_block(self._guard, exc)
+
+    async def __aenter__(self) -> Self:
+        await _drivers.aenter_block(self._guard)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        await _drivers.aexit_block(self._guard, exc)
+
+    @property
+    def _guard(self) -> _drivers.Guard:
+        return cast("_drivers.Guard", self)
 
 
 def counter() -> Iterator[int]:

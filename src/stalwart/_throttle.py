@@ -19,21 +19,19 @@ so it works as a decorator, with ``call``/``acall`` and as a ``with`` block.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import random
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from . import _drivers
 from ._clock import Clock
 from ._errors import ConfigError, RateLimitedError
 from ._events import CallRejected, Event, EventHub
 from ._outcome import compile_filter, normalize_filter
-from ._strategy import Observable, strategy_clock, strategy_name
+from ._strategy import Guarded, counter, strategy_clock, strategy_name
 from ._types import ExceptionFilter
 from ._validate import callable_or_none, positive, whole
 from ._window import TimeWindow
@@ -155,12 +153,14 @@ class _Random(Protocol):
     def random(self) -> float: ...
 
 
-class AdaptiveThrottle(Observable):
+class AdaptiveThrottle(Guarded):
     """Rejects requests locally, at random, in proportion to how many the backend refuses.
 
     A local rejection raises :class:`RateLimitedError` (``retry_in`` None) without calling
     the function. The caller's own outcome always passes through unchanged; it only counts.
     """
+
+    _kind = "throttle"
 
     # The drivers' protocol (_drivers.Guard): no fast path, nothing refused by time alone.
     _fast: int | None = None
@@ -197,42 +197,10 @@ class AdaptiveThrottle(Observable):
         self._core = ThrottleCore(self.config)
         self._lock = threading.Lock()
         self._hub = EventHub()
-        self._successes: Iterator[int] = itertools.count()
-        self._rejections: Iterator[int] = itertools.count()
+        self._successes: Iterator[int] = counter()
+        self._rejections: Iterator[int] = counter()
 
     # -- public surface --------------------------------------------------------------
-
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """Decorate a ``def`` or ``async def``; the wrapper keeps its signature."""
-        return _drivers.decorate(self, fn)
-
-    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run a sync ``fn(*args, **kwargs)`` through the throttle."""
-        if _drivers.is_async_callable(fn):
-            raise TypeError(f"{fn!r} is async: use `await throttle.acall(...)`")
-        return _drivers.call_sync(self, fn, args, kwargs)
-
-    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Await ``fn(*args, **kwargs)`` through the throttle; ``fn`` must be async."""
-        if not _drivers.is_async_callable(fn):
-            raise TypeError(f"{fn!r} is not async: use `throttle.call(...)`")
-        return await _drivers.call_async(self, fn, args, kwargs)
-
-    def __enter__(self) -> AdaptiveThrottle:
-        _drivers.enter_block(self)
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        _drivers.exit_block(self, exc)
-
-    async def __aenter__(self) -> AdaptiveThrottle:
-        await _drivers.aenter_block(self)
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        await _drivers.aexit_block(self, exc)
 
     def stats(self) -> ThrottleStats:
         """Requests, accepts and the current local rejection probability."""
