@@ -639,3 +639,17 @@ def test_failure_count_stays_consecutive_when_slow_calls_keep_a_window(clock: Fa
     breaker.call(ok)
     fail(breaker)
     assert breaker.snapshot().failure_count == 1
+
+
+def test_local_rejections_from_inner_strategies_are_ignored(clock: FakeClock) -> None:
+    # In Pipeline(..., breaker, Bulkhead(...), ...) a full bulkhead refuses before the
+    # dependency is asked: that is no evidence against the dependency.
+    from stalwart import BulkheadFullError, DeadlineExceeded, RateLimitedError
+
+    breaker = CircuitBreaker("q", failure_threshold=1, clock=clock)
+    for refusal in (BulkheadFullError("b"), RateLimitedError("r", 1.0), CircuitOpenError("c")):
+        fail(breaker, exc=refusal)
+    assert breaker.state is State.CLOSED
+    assert breaker.snapshot().total_ignored == 3
+    fail(breaker, exc=DeadlineExceeded("t"))  # too slow: that is a dependency failure
+    assert breaker.state is State.OPEN

@@ -121,3 +121,67 @@ def test_bad_pipelines_are_config_errors() -> None:
     with pytest.raises(ConfigError) as info:
         Pipeline(Recorder("r", []))(42)  # type: ignore[arg-type]
     assert info.value.field == "fn"
+
+
+def _catalog(clock: FakeClock, breaker: CircuitBreaker) -> Pipeline:
+    from stalwart import Bulkhead, Fallback, Retry, Timeout
+
+    return Pipeline(
+        Fallback(value="stand-in"),
+        Retry(on=ConnectionError, max_attempts=3, base_delay=0.5, clock=clock),
+        breaker,
+        Bulkhead(2),
+        Timeout(2.0, clock=clock),
+    )
+
+
+def test_the_recommended_order_end_to_end_sync_and_async() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("catalog", failure_threshold=2, clock=clock)
+    catalog = _catalog(clock, breaker)
+    sent: list[str] = []
+
+    @catalog
+    def down() -> str:
+        sent.append("sync")
+        raise ConnectionError
+
+    @catalog
+    async def adown() -> str:
+        sent.append("async")
+        raise ConnectionError
+
+    assert down() == "stand-in"
+    assert sent == ["sync", "sync"]  # the third attempt met an open breaker
+    assert breaker.state is State.OPEN
+    breaker.reset()
+    assert asyncio.run(adown()) == "stand-in"
+    assert sent == ["sync", "sync", "async", "async"]
+    assert len(clock.sleeps) == 4  # one backoff sleep before each rejected or failed retry
+
+
+def test_a_full_bulkhead_inside_the_breaker_does_not_open_it() -> None:
+    import threading
+
+    from stalwart import Bulkhead, BulkheadFullError
+
+    clock = FakeClock()
+    breaker = CircuitBreaker("db", failure_threshold=1, clock=clock)
+    inside, release = threading.Event(), threading.Event()
+    pipeline = Pipeline(breaker, Bulkhead(1))
+
+    @pipeline
+    def query() -> str:
+        inside.set()
+        release.wait(10)
+        return "rows"
+
+    holder = threading.Thread(target=query)
+    holder.start()
+    assert inside.wait(10)
+    with pytest.raises(BulkheadFullError):
+        query()  # refused before the database was asked
+    release.set()
+    holder.join(10)
+    assert breaker.state is State.CLOSED
+    assert breaker.snapshot().total_ignored == 1

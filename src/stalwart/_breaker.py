@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, ParamSpec, TypedDict, TypeVar, Unpack
 
 from ._clock import Clock
-from ._errors import CircuitOpenError, ConfigError
+from ._errors import BulkheadFullError, CircuitOpenError, ConfigError, RateLimitedError
 from ._events import (
     CallFailed,
     CallIgnored,
@@ -94,6 +94,9 @@ DISABLE_ENV = "STALWART_DISABLE_CIRCUIT_BREAKERS"
 """Set to 1/true/yes/on to make every breaker created afterwards a pass-through."""
 
 _STRATEGY = "circuit_breaker"
+# stalwart's own refusals by strategies inside this breaker (in a Pipeline): ignored. An
+# inner DeadlineExceeded is not among them: a call that ran too long is a dependency signal.
+_LOCAL_REJECTIONS = (BulkheadFullError, RateLimitedError, CircuitOpenError)
 # Module constants: reading an enum member off its class costs ~50 ns in CPython 3.11.
 _CLOSED, _OPEN, _HALF_OPEN = State.CLOSED, State.OPEN, State.HALF_OPEN
 _DISABLED, _FORCED_OPEN = State.DISABLED, State.FORCED_OPEN
@@ -891,9 +894,14 @@ class CircuitBreaker(Guarded):
             self._settle_success(ticket, duration)
 
     def _classify(self, exc: BaseException) -> Outcome:
-        if not isinstance(exc, Exception) or self._hook("ignore", self._ignore, exc, False):
+        if (
+            not isinstance(exc, Exception)
+            or isinstance(exc, _LOCAL_REJECTIONS)
+            or self._hook("ignore", self._ignore, exc, False)
+        ):
             # KeyboardInterrupt, SystemExit, task cancellation: the call did not end on
-            # its own, so it says nothing about the dependency.
+            # its own. A full bulkhead, a rate limit, an inner open breaker: refused here,
+            # before the dependency was asked. Neither says anything about the dependency.
             return Outcome.IGNORED
         recorded = self._hook("record", self._record, exc, True)
         return Outcome.FAILURE if recorded else Outcome.SUCCESS
