@@ -96,3 +96,66 @@ stalwart.add_listener(on_move, StateTransition)
 # error (mypy --strict flags this ignore as unused if the error ever goes away).
 breaker.add_listener(on_move)  # type: ignore[arg-type]
 stalwart.add_listener(on_move)  # type: ignore[arg-type]
+
+
+# -- strategies (issue 3) ---------------------------------------------------------------
+
+from stalwart import (  # noqa: E402
+    AdaptiveThrottle,
+    Backoff,
+    Bulkhead,
+    Fallback,
+    Hedge,
+    Pipeline,
+    RateLimiter,
+    Retry,
+    RetryBudget,
+    Timeout,
+    parse_retry_after,
+    presets,
+    remaining,
+    retry,
+)
+
+
+@retry(on=ConnectionError, max_attempts=3, base_delay=0.1, clock=clock)
+def query(sql: str, *, limit: int = 10) -> list[str]:
+    return [sql] * limit
+
+
+@retry(on=OSError, **presets.DATABASE)
+async def aquery(sql: str) -> int:
+    return len(sql)
+
+
+assert_type(query("select 1", limit=2), list[str])
+
+
+async def use_strategies() -> None:
+    assert_type(await aquery("select 1"), int)
+    async for attempt in Retry(on=OSError, clock=clock):
+        with attempt:
+            pass
+    assert_type(await Hedge(delay=0.05, idempotent=True)(afetch)("x"), int)
+
+
+for attempt in Retry(on=OSError, clock=clock):
+    with attempt:
+        pass
+
+pipeline = Pipeline(
+    Fallback(value=b""),
+    Retry(on=OSError, budget=RetryBudget(), clock=clock),
+    breaker,
+    Bulkhead(4),
+    RateLimiter("10/second", clock=clock),
+    AdaptiveThrottle(overload_on=ConnectionError, clock=clock),
+    Timeout(2.0, clock=clock),
+)
+guarded_fetch = pipeline(fetch)
+assert_type(guarded_fetch("a", timeout=1.0), bytes)
+assert_type(pipeline.describe(), list[dict[str, Any]])
+assert_type(RateLimiter("5/minute").try_acquire(), bool)
+assert_type(remaining(), float | None)
+assert_type(parse_retry_after("120"), float | None)
+assert_type(presets.GRPC, Backoff)
