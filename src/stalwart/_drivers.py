@@ -32,6 +32,7 @@ __all__ = (
     "Named",
     "aenter_block",
     "aexit_block",
+    "await_within",
     "call_async",
     "call_sync",
     "deadline_exceeded",
@@ -250,19 +251,34 @@ async def run_async(
         if timeout is None:
             result = await fn(*args, **kwargs)
         else:
-            scope = asyncio.timeout(timeout)
-            try:
-                async with scope:
-                    result = await fn(*args, **kwargs)
-            except TimeoutError as exc:
-                if not scope.expired():
-                    raise  # the call's own TimeoutError, not our deadline
-                raise deadline_exceeded(guard, timeout) from exc
+            limit = timeout
+            result = await await_within(
+                fn, args, kwargs, limit, lambda: deadline_exceeded(guard, limit)
+            )
     except BaseException as exc:
         _settle_raised(guard, ticket, exc, clock.monotonic() - start)
         raise
     _settle_returned(guard, ticket, result, clock.monotonic() - start)
     return result
+
+
+async def await_within(
+    fn: Callable[..., Awaitable[R]],
+    args: Any,
+    kwargs: Any,
+    seconds: float,
+    expired: Callable[[], BaseException],
+) -> R:
+    """Await ``fn(*args, **kwargs)`` for at most ``seconds`` (cancelling it then) and raise
+    ``expired()`` from the cancellation; the call's own TimeoutError passes through."""
+    scope = asyncio.timeout(seconds)
+    try:
+        async with scope:
+            return await fn(*args, **kwargs)
+    except TimeoutError as exc:
+        if not scope.expired():
+            raise  # the call's own TimeoutError, not our deadline
+        raise expired() from exc
 
 
 def _settle_raised(guard: Guard, ticket: int, exc: BaseException, duration: float) -> None:

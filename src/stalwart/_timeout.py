@@ -23,7 +23,6 @@ the checks :func:`strategy_name`, :func:`strategy_clock`, :func:`check_decoratab
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 from collections.abc import Awaitable, Callable, Iterator
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from ._clock import Clock
-from ._drivers import deadline_exceeded, imposed_by, run_with_deadline
+from ._drivers import await_within, deadline_exceeded, imposed_by, run_with_deadline
 from ._errors import ConfigError, DeadlineExceeded
 from ._events import Event, EventHub
 from ._strategy import (
@@ -217,14 +216,8 @@ class Timeout(Wrapper):
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             with self._deadline() as deadline:
-                scope = asyncio.timeout(deadline.expires_at - deadline.start)
-                try:
-                    async with scope:
-                        result = await fn(*args, **kwargs)
-                except TimeoutError as exc:
-                    if not scope.expired():
-                        raise  # the call's own TimeoutError, not our deadline
-                    raise deadline.exceeded() from exc
+                seconds = deadline.expires_at - deadline.start
+                result = await await_within(fn, args, kwargs, seconds, deadline.exceeded)
                 return self._in_time(deadline, result)
 
         return wrapper
