@@ -405,3 +405,65 @@ def test_the_decorator_rejects_an_open_breaker_with_the_right_retry_in(
     assert call_once() == "ok"
     assert [e.retry_in for e in seen] == [pytest.approx(6), pytest.approx(60), None]
     assert breaker.snapshot().total_rejections == 3
+
+
+# -- the deadline wheel behind async call_timeout and Timeout ---------------------------
+
+
+def test_someone_elses_cancellation_is_not_turned_into_a_deadline() -> None:
+    from stalwart._drivers import await_within
+
+    async def main() -> None:
+        started = asyncio.Event()
+
+        async def hang() -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+        task = asyncio.create_task(await_within(hang, (), {}, 60.0, lambda: DeadlineExceeded("t")))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_many_timed_calls_share_a_few_loop_timers_and_leave_nothing_behind() -> None:
+    from stalwart._drivers import _wheel_for, await_within
+
+    async def quick() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(
+            *(await_within(quick, (), {}, 30.0, lambda: DeadlineExceeded("t")) for _ in range(500))
+        )
+        assert sum(results) == 500
+        wheel = _wheel_for(loop)
+        assert len(wheel.slots) <= 3  # slots of 5 ms: 500 calls, a timer or two in all
+        assert all(not slot.tasks for slot in wheel.slots.values())  # finished calls unwatched
+
+    asyncio.run(main())
+
+
+def test_a_call_that_swallows_our_cancellation_keeps_its_result() -> None:
+    from stalwart._drivers import await_within
+
+    async def stubborn() -> str:
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            return "finished anyway"
+        return "in time"
+
+    async def main() -> None:
+        result = await await_within(stubborn, (), {}, 0.01, lambda: DeadlineExceeded("t"))
+        assert result == "finished anyway"
+        task = asyncio.current_task()
+        assert task is not None
+        assert task.cancelling() == 0  # our cancellation was taken back
+
+    asyncio.run(main())

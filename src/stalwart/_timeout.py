@@ -23,15 +23,22 @@ the checks :func:`strategy_name`, :func:`strategy_clock`, :func:`check_decoratab
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from ._clock import Clock
-from ._drivers import await_within, deadline_exceeded, imposed_by, run_with_deadline
+from ._drivers import (
+    deadline_exceeded,
+    imposed_by,
+    is_ours,
+    run_with_deadline,
+    unwatch,
+    watch,
+)
 from ._errors import ConfigError, DeadlineExceeded
 from ._events import Event, EventHub
 from ._strategy import (
@@ -202,29 +209,51 @@ class Timeout(Wrapper):
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            with self._deadline() as deadline:
+            deadline, token = self._begin()
+            try:
                 if in_thread:
                     budget = deadline.expires_at - deadline.start
                     result = run_with_deadline(deadline.owner, fn, args, kwargs, budget)
                 else:
                     result = fn(*args, **kwargs)
                 return self._in_time(deadline, result)
+            except BaseException as exc:
+                self._report(exc, deadline)
+                raise
+            finally:
+                _CURRENT.reset(token)
 
         return wrapper
 
     def _async_wrapper(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            with self._deadline() as deadline:
-                seconds = deadline.expires_at - deadline.start
-                result = await await_within(fn, args, kwargs, seconds, deadline.exceeded)
+            deadline, token = self._begin()
+            try:
+                # _drivers.await_within, inlined: one coroutine frame less per call.
+                watched = watch(deadline.expires_at - deadline.start)
+                try:
+                    result = await fn(*args, **kwargs)
+                except asyncio.CancelledError as exc:
+                    if is_ours(watched):
+                        raise deadline.exceeded() from exc
+                    raise
+                finally:
+                    unwatch(watched)
                 return self._in_time(deadline, result)
+            except BaseException as exc:
+                self._report(exc, deadline)
+                raise
+            finally:
+                _CURRENT.reset(token)
 
         return wrapper
 
-    @contextmanager
-    def _deadline(self) -> Iterator[Deadline]:
-        """Make this call's deadline the active one; report it if it runs out."""
+    def _begin(self) -> tuple[Deadline, contextvars.Token[Deadline | None]]:
+        """Make a call's deadline the active one (the wrappers reset it when the call ends).
+
+        Explicit rather than a @contextmanager: a generator-based context costs ~0.8 µs a
+        call, more than the rest of the timeout's bookkeeping together."""
         clock = self._clock
         now = clock.monotonic()
         outer = _CURRENT.get()
@@ -232,26 +261,25 @@ class Timeout(Wrapper):
         timeout = cap_timeout(self.config.seconds)
         assert timeout is not None
         deadline = plan_deadline(self.name, timeout, now, clock, outer, outer_left)
-        token = _CURRENT.set(deadline)
-        try:
-            if outer is not None and outer_left <= 0.0:
-                raise deadline.exceeded("no time was left when the call would have started")
-            yield deadline
-        except BaseException as exc:
-            if imposed_by(exc, deadline) and self._hub._all:
-                elapsed = clock.monotonic() - now
-                self._hub.emit(
-                    TimedOut(
-                        name=self.name,
-                        strategy=_STRATEGY,
-                        at=now + elapsed,
-                        timeout=timeout,
-                        elapsed=elapsed,
-                    )
+        if outer is not None and outer_left <= 0.0:
+            exc = deadline.exceeded("no time was left when the call would have started")
+            self._report(exc, deadline)
+            raise exc
+        return deadline, _CURRENT.set(deadline)
+
+    def _report(self, exc: BaseException, deadline: Deadline) -> None:
+        """Emit TimedOut when ``exc`` is the deadline this timeout imposed."""
+        if imposed_by(exc, deadline) and self._hub._all:
+            elapsed = deadline.clock.monotonic() - deadline.start
+            self._hub.emit(
+                TimedOut(
+                    name=self.name,
+                    strategy=_STRATEGY,
+                    at=deadline.start + elapsed,
+                    timeout=deadline.timeout,
+                    elapsed=elapsed,
                 )
-            raise
-        finally:
-            _CURRENT.reset(token)
+            )
 
     @staticmethod
     def _in_time(deadline: Deadline, result: R) -> R:
