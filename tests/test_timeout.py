@@ -126,7 +126,7 @@ def test_async_work_is_cancelled_and_deadline_exceeded_raised() -> None:
     @timeout
     async def hang() -> None:
         try:
-            await asyncio.sleep(10)
+            await asyncio.Event().wait()  # never finishes by itself
         except asyncio.CancelledError:
             cancelled.set()
             raise
@@ -305,7 +305,7 @@ def test_outer_deadline_that_is_shorter_wins_and_is_reported_by_the_outer() -> N
     outer_events, inner_events = listen(outer), listen(inner)
 
     async def hang() -> None:
-        await asyncio.sleep(10)
+        await asyncio.Event().wait()  # never finishes by itself
 
     async def around() -> None:
         await inner.acall(hang)
@@ -429,7 +429,7 @@ def test_breaker_outside_a_timeout_counts_its_deadline_as_a_failure(clock: FakeC
     @breaker
     @Timeout(SHORT)
     async def hang() -> None:
-        await asyncio.sleep(10)
+        await asyncio.Event().wait()  # never finishes by itself
 
     with pytest.raises(DeadlineExceeded):
         asyncio.run(hang())
