@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import stalwart
+import stalwart.chaos
+import stalwart.presets
 import stalwart.testing
 
 
@@ -23,6 +25,7 @@ def test_all_lists_exactly_the_public_names() -> None:
     assert set(stalwart.__all__) == _public_names(stalwart)
     assert len(stalwart.__all__) == len(set(stalwart.__all__))
     assert set(stalwart.testing.__all__) == _public_names(stalwart.testing)
+    assert set(stalwart.chaos.__all__) == _public_names(stalwart.chaos)
 
 
 def test_public_objects_come_from_private_modules() -> None:
@@ -34,7 +37,7 @@ def test_public_objects_come_from_private_modules() -> None:
 
 def test_import_stalwart_imports_no_optional_dependency() -> None:
     code = (
-        "import sys, stalwart, stalwart.testing\n"
+        "import sys, stalwart, stalwart.testing, stalwart.chaos, stalwart.presets\n"
         "std = sys.stdlib_module_names\n"
         "extra = sorted({m.split('.')[0] for m in sys.modules} - set(std)"
         " - {'stalwart', '__main__', '_distutils_hack', 'sitecustomize', 'usercustomize'})\n"
