@@ -2,12 +2,24 @@
 
 ``ChaosFault``, ``ChaosLatency`` and ``ChaosResult`` are strategies: decorate a function
 with them, or put them innermost in a ``Pipeline`` to see how the strategies around them
-cope. (The TCP chaos proxy for real servers comes with the next release.)
+cope. ``ChaosProxy`` is a TCP proxy on loopback to put between a client and a real server,
+whose network faults (latency, blackhole, reset, refuse, bandwidth ...) switch at run time.
 """
 
 from ._inject import ChaosFault as ChaosFault
 from ._inject import ChaosInjected as ChaosInjected
 from ._inject import ChaosLatency as ChaosLatency
 from ._inject import ChaosResult as ChaosResult
+from ._proxy import ChaosProxy as ChaosProxy
+from ._proxy import ProxyFaults as ProxyFaults
+from ._proxy import ProxyStats as ProxyStats
 
-__all__ = ("ChaosFault", "ChaosInjected", "ChaosLatency", "ChaosResult")
+__all__ = (
+    "ChaosFault",
+    "ChaosInjected",
+    "ChaosLatency",
+    "ChaosProxy",
+    "ChaosResult",
+    "ProxyFaults",
+    "ProxyStats",
+)
