@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import inspect
 import random
 import threading
 import time
@@ -158,29 +157,6 @@ def test_call_and_acall_refuse_the_other_kind_of_function() -> None:
     with pytest.raises(TypeError, match="call"):
         asyncio.run(bulkhead.acall(lambda: 1))  # type: ignore[arg-type]
     assert bulkhead.in_flight == 0
-
-
-def test_decorator_keeps_name_and_signature() -> None:
-    bulkhead = Bulkhead(1)
-
-    @bulkhead
-    def fetch(url: str, *, retries: int = 1) -> str:
-        """Fetch it."""
-        return url
-
-    @bulkhead
-    async def afetch(url: str) -> str:
-        return url
-
-    assert fetch.__name__ == "fetch"
-    assert fetch.__doc__ == "Fetch it."
-    assert str(inspect.signature(fetch)) == "(url: 'str', *, retries: 'int' = 1) -> 'str'"
-    assert inspect.iscoroutinefunction(afetch)
-    assert fetch("a") == "a"
-    assert asyncio.run(afetch("b")) == "b"
-
-
-# -- refusing ---------------------------------------------------------------------------
 
 
 def test_full_bulkhead_without_queue_refuses_at_once_and_reports_it() -> None:

@@ -4,7 +4,6 @@ when asked; bad values when a predicate says so; cancellation never."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -273,20 +272,3 @@ def test_fallback_used_event_names_the_cause(clock: FakeClock) -> None:
     fallback.remove_listener(events.append)
     fallback.call(lambda: None)
     assert len(events) == 2
-
-
-def test_decorator_keeps_name_and_signature() -> None:
-    @Fallback(value="")
-    def fetch(url: str, *, retries: int = 1) -> str:
-        """Fetch it."""
-        return url
-
-    @Fallback(value="")
-    async def afetch(url: str) -> str:
-        return url
-
-    assert fetch.__name__ == "fetch"
-    assert fetch.__doc__ == "Fetch it."
-    assert str(inspect.signature(fetch)) == "(url: 'str', *, retries: 'int' = 1) -> 'str'"
-    assert inspect.iscoroutinefunction(afetch)
-    assert asyncio.run(afetch("x")) == "x"

@@ -126,23 +126,6 @@ def test_async_functions_are_awaited_and_retried(clock: FakeClock) -> None:
     assert len(clock.sleeps) == 2
 
 
-def test_the_decorator_keeps_name_doc_and_signature() -> None:
-    @retry(on=Down)
-    def fetch(url: str, *, timeout: float = 3.0) -> str:
-        """Fetch it."""
-        return url
-
-    @retry(on=Down)
-    async def afetch(url: str) -> str:
-        return url
-
-    assert fetch.__name__ == "fetch"
-    assert fetch.__doc__ == "Fetch it."
-    assert str(inspect.signature(fetch)) == "(url: 'str', *, timeout: 'float' = 3.0) -> 'str'"
-    assert fetch("a", timeout=1) == "a"
-    assert asyncio.run(afetch("b")) == "b"
-
-
 def test_cancellation_and_interrupts_are_never_retried(clock: FakeClock) -> None:
     flaky = Flaky(KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import math
 import threading
 from collections.abc import Iterator
@@ -94,29 +93,6 @@ def test_call_and_acall_refuse_the_other_kind_of_function() -> None:
         timeout.call(afn)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="call"):
         asyncio.run(timeout.acall(fn))  # type: ignore[arg-type]
-
-
-def test_decorator_keeps_name_and_signature(clock: FakeClock) -> None:
-    timeout = Timeout(5.0, clock=clock)
-
-    @timeout
-    def fetch(url: str, *, retries: int = 1) -> str:
-        """Fetch it."""
-        return url
-
-    @timeout
-    async def afetch(url: str) -> str:
-        return url
-
-    assert fetch.__name__ == "fetch"
-    assert fetch.__doc__ == "Fetch it."
-    assert str(inspect.signature(fetch)) == "(url: 'str', *, retries: 'int' = 1) -> 'str'"
-    assert inspect.iscoroutinefunction(afetch)
-    assert fetch("a") == "a"
-    assert asyncio.run(afetch("b")) == "b"
-
-
-# -- async: the work is cancelled ----------------------------------------------------
 
 
 def test_async_work_is_cancelled_and_deadline_exceeded_raised() -> None:
