@@ -8,6 +8,8 @@ import stalwart
 from stalwart._breaker import DISABLE_ENV
 from stalwart.testing import FakeClock
 
+pytest_plugins = ("servers",)  # real PostgreSQL and redis servers (tests/servers.py)
+
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
