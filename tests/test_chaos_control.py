@@ -83,7 +83,8 @@ def test_get_proxies_lists_names_addresses_faults_and_stats(setup: Setup) -> Non
     assert view["upstream"] == f"{LOCAL}:{setup.db.upstream[1]}"
     assert view["faults"]["blackhole"] is False
     assert view["stats"]["bytes_upstream"] == 4
-    assert request(setup.control.address, "GET", "/proxies/db")[1] == view
+    one = request(setup.control.address, "GET", "/proxies/db")[1]
+    assert {**one, "stats": None} == {**view, "stats": None}  # "open" may drop meanwhile
 
 
 def test_post_faults_merges_and_the_data_path_shows_it(setup: Setup) -> None:
