@@ -1,0 +1,294 @@
+"""Prometheus metrics for stalwart: a listener for its events plus a collector of live state.
+
+Counters and histograms are fed by events (``stalwart.add_listener``): call durations by
+outcome, rejections, retries. Gauges are read when Prometheus scrapes: each breaker's
+state and failure ratio, each health check's status and last duration. Names follow
+ops-specs M1 (``<prefix>_circuitbreaker_state{name,state}`` ...), in base units: the failure
+ratio is 0..1, not resilience4j's percentage with -1 for "not enough calls".
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from .._breaker import CircuitBreaker, circuit_breakers
+from .._errors import ConfigError
+from .._events import (
+    CallFailed,
+    CallIgnored,
+    CallRejected,
+    CallSucceeded,
+    Event,
+    add_listener,
+    remove_listener,
+)
+from .._retry import RetryAttempt, RetryGaveUp
+from .._types import State
+
+__all__ = (
+    "DEFAULT_BUCKETS",
+    "DEFAULT_PREFIX",
+    "EVENT_TYPES",
+    "HealthSnapshots",
+    "PrometheusMetrics",
+)
+
+DEFAULT_PREFIX = "stalwart"
+"""The single application prefix of every metric name."""
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+"""Histogram buckets of call durations, in seconds."""
+EVENT_TYPES: tuple[type[Event], ...] = (
+    CallSucceeded,
+    CallFailed,
+    CallIgnored,
+    CallRejected,
+    RetryAttempt,
+    RetryGaveUp,
+)
+"""The events the listener subscribes to (per-call events: breakers time their calls)."""
+
+_BREAKER = "circuit_breaker"
+_RETRY = "retry"
+_STATES = tuple(s.value for s in State)
+_KIND = {CallSucceeded: "successful", CallFailed: "failed", CallIgnored: "ignored"}
+
+
+class _Snapshot(Protocol):
+    @property
+    def status(self) -> Any: ...
+    @property
+    def duration(self) -> float | None: ...
+
+
+class HealthSnapshots(Protocol):
+    """What the collector reads from a health registry (``stalwart.health.HealthRegistry``)."""
+
+    def names(self) -> tuple[str, ...]: ...
+    def get(self, name: str) -> Any: ...
+
+
+BreakerSource = Mapping[str, CircuitBreaker] | Iterable[CircuitBreaker]
+
+
+def breakers_of(source: Any) -> Callable[[], list[CircuitBreaker]]:
+    """A function listing the breakers to report, read afresh at each use.
+
+    ``None`` means the process-wide named breakers (``stalwart.circuit_breakers``); a
+    mapping is read at each call (so breakers added later appear); any other iterable is
+    taken once.
+    """
+    if source is None:
+        source = circuit_breakers
+    if isinstance(source, Mapping):
+        mapping = source
+        return lambda: [b for b in list(mapping.values()) if isinstance(b, CircuitBreaker)]
+    if isinstance(source, str | bytes) or not isinstance(source, Iterable):
+        raise ConfigError(
+            "breakers", f"must be a mapping or an iterable of CircuitBreaker, got {source!r}"
+        )
+    fixed = list(source)
+    for item in fixed:
+        if not isinstance(item, CircuitBreaker):
+            raise ConfigError("breakers", f"must hold CircuitBreaker objects, got {item!r}")
+    return lambda: fixed
+
+
+class PrometheusMetrics:
+    """stalwart's metrics in a prometheus-client registry.
+
+    Call :meth:`install` (or use it as a context manager) to start counting events;
+    :meth:`close` stops. ``registry`` defaults to a private ``CollectorRegistry`` so two
+    apps (or two tests) never collide; pass ``prometheus_client.REGISTRY`` to join the
+    process-wide one (then create a single instance per process).
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: CollectorRegistry | None = None,
+        breakers: BreakerSource | None = None,
+        health: HealthSnapshots | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        buckets: Iterable[float] = DEFAULT_BUCKETS,
+    ) -> None:
+        if not isinstance(prefix, str) or not prefix.isidentifier() or prefix.startswith("__"):
+            raise ConfigError("prefix", f"must be a word like 'stalwart', got {prefix!r}")
+        if registry is not None and not isinstance(registry, CollectorRegistry):
+            raise ConfigError("registry", f"must be a CollectorRegistry or None, got {registry!r}")
+        if health is not None and not (hasattr(health, "names") and hasattr(health, "get")):
+            raise ConfigError("health", f"must be a HealthRegistry or None, got {health!r}")
+        bounds = tuple(buckets)
+        if not bounds or any(
+            isinstance(b, bool) or not isinstance(b, int | float) or not b > 0 for b in bounds
+        ):
+            raise ConfigError("buckets", f"must be positive numbers of seconds, got {bounds!r}")
+        self.registry = CollectorRegistry() if registry is None else registry
+        self.prefix = prefix
+        self._breakers = breakers_of(breakers)
+        self._health = health
+        self._lock = threading.Lock()
+        self._installed = False
+        self._calls = Histogram(
+            f"{prefix}_circuitbreaker_calls_seconds",
+            "Duration of calls a circuit breaker permitted, by outcome "
+            "(kind: successful, failed, ignored).",
+            ("name", "kind"),
+            registry=self.registry,
+            buckets=sorted(bounds),
+        )
+        self._not_permitted = Counter(
+            f"{prefix}_circuitbreaker_not_permitted_calls",
+            "Calls a circuit breaker rejected without running them.",
+            ("name",),
+            registry=self.registry,
+        )
+        self._retry_calls = Counter(
+            f"{prefix}_retry_calls",
+            "Calls that gave up retrying (kind: failed_with_retry, failed_without_retry).",
+            ("name", "kind"),
+            registry=self.registry,
+        )
+        self._retry_attempts = Counter(
+            f"{prefix}_retry_attempts",
+            "Retries scheduled after a failed attempt.",
+            ("name",),
+            registry=self.registry,
+        )
+        self._gauges = _StateCollector(self)
+        self.registry.register(self._gauges)
+
+    # -- the listener ------------------------------------------------------------------
+
+    def install(self) -> PrometheusMetrics:
+        """Start counting: subscribe to every stalwart instance's events."""
+        with self._lock:
+            if not self._installed:
+                add_listener(self, *EVENT_TYPES)
+                self._installed = True
+        return self
+
+    def close(self) -> None:
+        """Stop counting (the registry keeps what it has)."""
+        with self._lock:
+            if self._installed:
+                remove_listener(self)
+                self._installed = False
+
+    def unregister(self) -> None:
+        """Stop counting and take every metric out of the registry (so another instance
+        may register the same names there)."""
+        self.close()
+        for collector in (
+            self._calls,
+            self._not_permitted,
+            self._retry_calls,
+            self._retry_attempts,
+            self._gauges,
+        ):
+            self.registry.unregister(collector)
+
+    def __enter__(self) -> PrometheusMetrics:
+        return self.install()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __call__(self, event: Event) -> None:
+        kind = _KIND.get(type(event))
+        if event.strategy == _BREAKER:
+            if kind is not None:
+                duration = event.duration  # type: ignore[attr-defined]
+                self._calls.labels(event.name, kind).observe(duration)
+            elif isinstance(event, CallRejected):
+                self._not_permitted.labels(event.name).inc()
+        elif event.strategy == _RETRY:
+            if isinstance(event, RetryAttempt):
+                self._retry_attempts.labels(event.name).inc()
+            elif isinstance(event, RetryGaveUp):
+                retried = "failed_with_retry" if event.attempts > 1 else "failed_without_retry"
+                self._retry_calls.labels(event.name, retried).inc()
+
+    # -- exposition --------------------------------------------------------------------
+
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The text a scrape gets, and its content type (OpenMetrics if ``accept`` asks)."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
+    def __repr__(self) -> str:
+        state = "installed" if self._installed else "idle"
+        return f"<PrometheusMetrics prefix={self.prefix!r} {state}>"
+
+
+class _StateCollector(Collector):
+    """Gauges read at scrape time: breaker states and ratios, health checks."""
+
+    def __init__(self, owner: PrometheusMetrics) -> None:
+        self._owner = weakref.ref(owner)
+
+    def describe(self) -> list[Any]:
+        return []  # families come and go with breakers; nothing to check up front
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        owner = self._owner()
+        if owner is None:
+            return
+        prefix = owner.prefix
+        state = GaugeMetricFamily(
+            f"{prefix}_circuitbreaker_state",
+            "1 for a circuit breaker's current state, 0 for the others.",
+            labels=("name", "state"),
+        )
+        ratio = GaugeMetricFamily(
+            f"{prefix}_circuitbreaker_failure_ratio",
+            "Failed / decided calls (0..1) in the breaker's window; absent below minimum_calls.",
+            labels=("name",),
+        )
+        seen: set[str] = set()
+        for breaker in owner._breakers():
+            if breaker.name in seen:
+                continue
+            seen.add(breaker.name)
+            snap = breaker.snapshot()
+            for value in _STATES:
+                state.add_metric((breaker.name, value), 1.0 if snap.state.value == value else 0.0)
+            rate = snap.failure_rate
+            if rate is not None and math.isfinite(rate):
+                ratio.add_metric((breaker.name,), rate)
+        yield state
+        yield ratio
+        health = owner._health
+        if health is None:
+            return
+        status = GaugeMetricFamily(
+            f"{prefix}_health_check_status",
+            "1 while a health check is healthy, 0 otherwise.",
+            labels=("name",),
+        )
+        duration = GaugeMetricFamily(
+            f"{prefix}_health_check_duration_seconds",
+            "Duration of a health check's last run.",
+            labels=("name",),
+        )
+        for name in health.names():
+            try:
+                snap = health.get(name)
+            except KeyError:  # removed between names() and get()
+                continue
+            healthy = getattr(snap.status, "value", snap.status) == "healthy"
+            status.add_metric((name,), 1.0 if healthy else 0.0)
+            if snap.duration is not None:
+                duration.add_metric((name,), float(snap.duration))
+        yield status
+        yield duration
