@@ -55,8 +55,10 @@ def server() -> Iterator[str]:
 
 @pytest.mark.parametrize(
     ("status", "failed"),
-    [(200, False), (204, False), (301, False), (404, False)]
-    + [(429, True), (500, True), (502, True), (503, True), (599, True)],
+    [
+        *[(s, False) for s in (200, 204, 301, 404)],
+        *[(s, True) for s in (429, 500, 502, 503, 599)],
+    ],
 )
 def test_5xx_and_429_are_failures_other_statuses_are_not(status: int, failed: bool) -> None:
     response = httpx.Response(status, request=httpx.Request("GET", "http://h/"))
