@@ -28,6 +28,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "proxy":
+        from ._proxy import command
+
+        return command(
+            args.listen, args.upstream, control=args.control, name=args.name, seed=args.seed
+        )
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse only allows known ones
 
 
@@ -82,7 +88,80 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the summary as JSON on stdout (progress on stderr)",
     )
+    proxy = commands.add_parser(
+        "proxy",
+        help="a TCP chaos proxy in front of a real server, faults switched over HTTP",
+        description=(
+            "Listen on a loopback address and forward every connection to UPSTREAM; with "
+            "--control, serve an HTTP/JSON endpoint there to switch the proxy's faults "
+            "(latency, blackhole, reset, refuse, bandwidth ...; see docs/chaos.md). Runs until "
+            "SIGINT or SIGTERM, then closes every connection and exits 0."
+        ),
+    )
+    proxy.add_argument(
+        "--listen",
+        type=_loopback_address,
+        required=True,
+        metavar="HOST:PORT",
+        help="where clients connect: a loopback address (port 0 picks a free one)",
+    )
+    proxy.add_argument(
+        "--upstream",
+        type=_upstream_address,
+        required=True,
+        metavar="HOST:PORT",
+        help="the real server to forward to",
+    )
+    proxy.add_argument(
+        "--control",
+        type=_loopback_address,
+        default=None,
+        metavar="HOST:PORT",
+        help="serve the HTTP/JSON control endpoint here, a loopback address (e.g. "
+        "127.0.0.1:8474); off when not given",
+    )
+    proxy.add_argument(
+        "--name",
+        type=_name,
+        default="proxy",
+        help="the proxy's name in the control endpoint's URLs (default 'proxy')",
+    )
+    proxy.add_argument(
+        "--seed",
+        type=_bounded(int, -(2**63), 2**63 - 1, "a whole number"),
+        default=None,
+        metavar="N",
+        help="seed for the jitter draws, so a run repeats",
+    )
     return parser
+
+
+def _address(field: str, *, loopback: bool) -> Callable[[str], tuple[str, int]]:
+    """An argparse type for HOST:PORT; ``loopback`` also refuses other hosts."""
+
+    def convert(text: str) -> tuple[str, int]:
+        from .._errors import ConfigError
+        from ..chaos._runner import parse_address
+
+        try:
+            host, port = parse_address(text, field=field, loopback=loopback)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(exc.problem) from None
+        if port == 0 and not loopback:
+            raise argparse.ArgumentTypeError(f"needs a port in 1..65535, got {text!r}")
+        return host, port
+
+    return convert
+
+
+def _name(text: str) -> str:
+    if not text or "/" in text or text != text.strip():
+        raise argparse.ArgumentTypeError(f"must be non-empty, without '/' or spaces, got {text!r}")
+    return text
+
+
+_loopback_address = _address("listen", loopback=True)
+_upstream_address = _address("upstream", loopback=False)
 
 
 def _bounded(
