@@ -1,6 +1,7 @@
-"""`stalwart demo` end to end: a real upstream on loopback, real httpx workers, the real CLI.
+"""`stalwart demo` end to end: a real upstream on loopback behind two real chaos proxies (one
+per side), real httpx workers, the real CLI.
 
-The demo runs once (6 s) through ``stalwart.cli.main``; the tests read its JSON summary.
+The demo runs once (8 s) through ``stalwart.cli.main``; the tests read its JSON summary.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import pytest
 
 from stalwart.cli import main
 
-DURATION = 6
+DURATION = 8
+PHASES = ["healthy", "blackhole", "reset", "recovery"]
+FAILING = ("blackhole", "reset")
 TOLERANCE = 0.25  # scheduling slack on top of call_timeout, as the acceptance rule states
 
 
@@ -63,9 +66,11 @@ def test_protected_side_sends_at_most_threshold_plus_probes_per_recovery_period(
     before = verdict["before_first_opening"]
     workers = run.summary["workers_per_side"]
     assert before["requests"] <= settings["failure_threshold"] + workers - 1
-    # Every protected request the dead upstream saw is accounted to exactly one period.
-    seen = run.summary["protected"]["reached_dead_upstream"]
-    assert seen == before["requests"] + sum(p["requests"] for p in periods)
+    # Every protected request sent into the faults is accounted to exactly one period.
+    sent = run.summary["protected"]["reached_dead_upstream"]
+    assert sent == before["requests"] + sum(p["requests"] for p in periods)
+    requests = run.summary["protected"]["requests_by_phase"]
+    assert sent == sum(requests[phase] for phase in FAILING)
 
 
 def test_no_protected_call_waits_past_its_timeout(run: DemoRun) -> None:
@@ -82,21 +87,79 @@ def test_unprotected_callers_wait_much_longer(run: DemoRun) -> None:
     assert unprotected["failed_time_s"] > 2 * protected["failed_time_s"]
 
 
-def test_breaker_opens_in_the_outage_and_closes_after_recovery(run: DemoRun) -> None:
+def test_breaker_opens_in_the_blackhole_stays_open_and_closes_after_recovery(
+    run: DemoRun,
+) -> None:
     breaker = run.summary["breaker"]
     transitions = breaker["transitions"]
-    assert any(t["new"] == "open" and t["phase"] == "outage" for t in transitions), transitions
+    assert transitions[0]["new"] == "open"
+    assert transitions[0]["phase"] == "blackhole", transitions
+    # Between the first opening and the clearing of the faults, no probe succeeds.
+    assert not [t for t in transitions if t["new"] == "closed" and t["phase"] in FAILING]
     assert transitions[-1]["new"] == "closed"
     assert transitions[-1]["phase"] == "recovery"
     assert breaker["final_state"] == "closed"
     assert run.summary["verdict"]["closed_after_outage_s"] is not None
 
 
-def test_upstream_saw_both_sides_in_every_phase(run: DemoRun) -> None:
+def test_json_names_the_phases_and_their_faults_in_order(run: DemoRun) -> None:
+    phases = run.summary["phases"]
+    assert [p["name"] for p in phases] == PHASES
+    assert [p["fault"] for p in phases] == ["none", "blackhole", "reset", "recovered"]
+    began = [p["began_at_s"] for p in phases]
+    assert began == sorted(began)
+    for phase in phases:
+        # Switched when planned, give or take the event loop's scheduling.
+        assert abs(phase["began_at_s"] - phase["planned_s"][0]) <= TOLERANCE
+    assert list(run.summary["phases_s"]) == PHASES
+
+
+def test_each_sides_proxy_counts_every_request_that_side_sent(run: DemoRun) -> None:
     for side in ("protected", "unprotected"):
-        counts = run.summary[side]["requests_by_phase"]
-        assert all(counts[phase] > 0 for phase in ("healthy", "outage", "recovery")), counts
-        assert run.summary[side]["answered"] > 0
+        figures = run.summary[side]
+        proxy, requests = figures["proxy"], figures["requests_by_phase"]
+        assert sum(requests.values()) == proxy["total"]
+        # One connection per call that reached for the upstream (rejections never connect).
+        reached = figures["answered"] + figures["failed"]
+        assert reached <= proxy["total"] <= reached + figures["in_flight_at_end"], figures
+        assert proxy["bytes_dropped"] > 0  # the blackhole swallowed requests
+
+
+def test_both_sides_sent_requests_in_every_phase_and_the_upstream_saw_none_in_the_resets(
+    run: DemoRun,
+) -> None:
+    workers = run.summary["workers_per_side"]
+    for side in ("protected", "unprotected"):
+        figures = run.summary[side]
+        assert all(figures["requests_by_phase"][phase] > 0 for phase in PHASES), figures
+        saw = figures["upstream_saw_by_phase"]
+        assert saw["healthy"] > 0
+        assert saw["recovery"] > 0
+        # At most the requests already forwarded when the blackhole began reach it late.
+        assert saw["blackhole"] <= workers
+        assert saw["reset"] == 0
+
+
+def test_resets_fail_fast_and_the_breaker_keeps_them_off_the_upstream(run: DemoRun) -> None:
+    protected, unprotected = run.summary["protected"], run.summary["unprotected"]
+    timeout = protected["breaker_settings"]["call_timeout_s"]
+    for figures in (protected, unprotected):
+        reset = figures["phases"]["reset"]
+        assert reset["failed"] > 0
+        assert reset["answered"] == 0
+        assert reset["worst_wait_s"] < timeout  # a reset never waits for a timeout
+    assert protected["phases"]["reset"]["rejected"] > 0
+    assert protected["requests_by_phase"]["reset"] < unprotected["requests_by_phase"]["reset"]
+
+
+def test_blackholed_callers_wait_for_their_timeouts(run: DemoRun) -> None:
+    protected, unprotected = run.summary["protected"], run.summary["unprotected"]
+    blackhole = protected["phases"]["blackhole"]
+    assert blackhole["answered"] == 0
+    assert blackhole["worst_wait_s"] >= 0.95 * protected["breaker_settings"]["call_timeout_s"]
+    assert (
+        unprotected["phases"]["blackhole"]["worst_wait_s"] >= 0.95 * unprotected["http_timeout_s"]
+    )
 
 
 def test_the_run_leaks_no_sockets_or_transports(run: DemoRun) -> None:

@@ -18,10 +18,15 @@ Call = Callable[[], Awaitable[None]]
 
 
 def make_client(timeout: float, workers: int) -> httpx.AsyncClient:
-    """One connection pool per side, so a side stuck on hung connections cannot starve the other."""
+    """One connection pool per side, so a side stuck on hung connections cannot starve the other.
+
+    No keep-alive: every call opens its own connection, so the connections a side's chaos
+    proxy accepts are exactly the requests that side sent.
+    """
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout),
-        limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
+        limits=httpx.Limits(max_connections=workers, max_keepalive_connections=0),
+        headers={"Connection": "close"},
         trust_env=False,  # a proxy from the environment must not sit between us and loopback
     )
 

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
 import time
+from dataclasses import dataclass
 
 from rich.console import Console
 
 from .. import CircuitBreaker, Event, StateTransition
+from ..chaos import ChaosProxy
 from ._callers import Call, make_client, protected_call, unprotected_call, work
-from ._plan import DemoPlan, Phase
+from ._plan import PHASES, DemoPlan, Phase
 from ._report import phase_line, summary_lines, transition_line
-from ._stats import SideStats
-from ._upstream import FlakyUpstream
-from ._verdict import SideSummary, Summary, Transition, judge
+from ._stats import SideStats, Tally, Timeline
+from ._upstream import PATH, Upstream
+from ._verdict import Summary, Transition, judge, side_summary
 from ._view import LineView, LiveView, QuietView, SideRow, Status, View
 
 __all__ = ("command", "run_demo")
@@ -25,6 +28,7 @@ __all__ = ("command", "run_demo")
 TICK = 0.25
 """Seconds between two frames of the live view."""
 EXIT_INTERRUPTED = 130
+SIDES = ("protected", "unprotected")
 
 
 def command(duration: float, workers: int, *, as_json: bool) -> int:
@@ -74,7 +78,9 @@ async def run_demo(
     """Run the scenario for ``plan.duration`` seconds (or until ``stop`` is set) and judge it."""
     view = view or QuietView()
     stop = stop or asyncio.Event()
-    stats = {"protected": SideStats(), "unprotected": SideStats()}
+    stats = {side: SideStats() for side in SIDES}
+    sent = {side: Tally() for side in SIDES}
+    timeline = Timeline()
     transitions: list[Transition] = []
     breaker = CircuitBreaker(
         "demo-upstream",
@@ -90,35 +96,85 @@ async def run_demo(
         make_client(plan.unprotected_timeout, plan.workers) as unprotected_client,
     ):
         # The breaker's default clock is time.monotonic too, so its event times and the
-        # upstream's request times share this origin.
+        # phase switches share this origin.
         origin = time.monotonic()
+        async with (
+            Upstream(plan.upstream_latency, origin) as upstream,
+            # One proxy per side, so each side's requests are counted on their own.
+            ChaosProxy(upstream.address, name="demo-protected") as protected_proxy,
+            ChaosProxy(upstream.address, name="demo-unprotected") as unprotected_proxy,
+        ):
+            run = _Run(
+                plan,
+                origin,
+                view,
+                stats,
+                sent,
+                timeline,
+                {"protected": protected_proxy, "unprotected": unprotected_proxy},
+            )
 
-        def on_transition(event: Event) -> None:
-            assert isinstance(event, StateTransition)
-            moved = Transition(event.at - origin, event.old.value, event.new.value, event.reason)
-            transitions.append(moved)
-            view.event(transition_line(moved))
+            def on_transition(event: Event) -> None:
+                assert isinstance(event, StateTransition)
+                moved = Transition(
+                    event.at - origin, event.old.value, event.new.value, event.reason
+                )
+                transitions.append(moved)
+                # Read the proxy's counter now, so the recovery periods count exactly.
+                sent["protected"].mark(moved.at, protected_proxy.stats().total)
+                phase = timeline.phase_at(moved.at) or Phase.HEALTHY
+                view.event(transition_line(moved, phase.value))
 
-        breaker.add_listener(on_transition, StateTransition)
-        async with FlakyUpstream(plan, origin) as upstream:
+            breaker.add_listener(on_transition, StateTransition)
             workers = _start_workers(
                 plan,
                 stats,
-                protected_call(breaker, protected_client, upstream.url),
-                unprotected_call(unprotected_client, upstream.url),
+                protected_call(breaker, protected_client, _url(protected_proxy)),
+                unprotected_call(unprotected_client, _url(unprotected_proxy)),
             )
             try:
-                end = await _watch(plan, origin, breaker, stats, workers, view, stop)
+                end = await _watch(run, breaker, workers, stop)
                 # Taken before the workers are cancelled: calls still waiting count as waiting.
-                summary = _conclude(
-                    plan, origin, end, breaker, stats, upstream, transitions, stop.is_set()
-                )
+                summary = _conclude(run, end, breaker, upstream, transitions, stop.is_set())
             finally:
                 breaker.remove_listener(on_transition)
                 for task in workers:
                     task.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
     return summary
+
+
+def _url(proxy: ChaosProxy) -> str:
+    host, port = proxy.address
+    return f"http://{host}:{port}{PATH}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """What the watch loop and the conclusion share for one run."""
+
+    plan: DemoPlan
+    origin: float
+    view: View
+    stats: dict[str, SideStats]
+    sent: dict[str, Tally]
+    """Each side's proxy's accepted connections, read at every phase switch."""
+    timeline: Timeline
+    proxies: dict[str, ChaosProxy]
+
+    def switch(self, phase: Phase, now: float) -> None:
+        """Put the proxies in ``phase``'s faults; the counters are read just before."""
+        at = now - self.origin
+        faults = phase.proxy_faults
+        for side, proxy in self.proxies.items():
+            self.sent[side].mark(at, proxy.stats().total)
+            if any(faults.values()):
+                proxy.set(**faults)
+            else:
+                proxy.clear()
+            self.stats[side].phase = phase
+        self.timeline.begin(phase, at)
+        self.view.event(phase_line(self.plan, phase, at))
 
 
 def _start_workers(
@@ -136,65 +192,90 @@ def _start_workers(
 
 
 def _conclude(
-    plan: DemoPlan,
-    origin: float,
+    run: _Run,
     end: float,
     breaker: CircuitBreaker,
-    stats: dict[str, SideStats],
-    upstream: FlakyUpstream,
+    upstream: Upstream,
     transitions: list[Transition],
     interrupted: bool,
 ) -> Summary:
+    plan, elapsed = run.plan, end - run.origin
     final_state = breaker.state.value
+    for side, proxy in run.proxies.items():
+        run.sent[side].mark(elapsed, proxy.stats().total)
     sides = {
-        side: SideSummary.from_stats(stats[side], end, upstream.by_phase(side)) for side in stats
+        side: side_summary(
+            run.stats[side],
+            end,
+            elapsed=elapsed,
+            sent=run.sent[side],
+            timeline=run.timeline,
+            upstream_saw=[at for at, who in upstream.seen if who == side],
+            proxy=dataclasses.asdict(proxy.stats()),
+        )
+        for side, proxy in run.proxies.items()
     }
-    outage_requests = [
-        s.at for s in upstream.seen if s.side == "protected" and s.phase is Phase.OUTAGE
-    ]
+    host, port = upstream.address
     return Summary(
         plan=plan,
-        elapsed=end - origin,
+        elapsed=elapsed,
         interrupted=interrupted,
+        upstream=f"{host}:{port}",
+        timeline=run.timeline,
         protected=sides["protected"],
         unprotected=sides["unprotected"],
         transitions=tuple(transitions),
         final_state=final_state,
         breaker=breaker.snapshot().to_dict(),
         verdict=judge(
-            plan, outage_requests, transitions, final_state, sides["protected"].worst_wait
+            plan,
+            run.timeline,
+            elapsed,
+            run.sent["protected"],
+            transitions,
+            final_state,
+            sides["protected"].worst_wait,
         ),
     )
 
 
 async def _watch(
-    plan: DemoPlan,
-    origin: float,
-    breaker: CircuitBreaker,
-    stats: dict[str, SideStats],
-    workers: list[asyncio.Task[None]],
-    view: View,
-    stop: asyncio.Event,
+    run: _Run, breaker: CircuitBreaker, workers: list[asyncio.Task[None]], stop: asyncio.Event
 ) -> float:
-    """Announce phases and redraw the view until the run is over; returns the end time."""
+    """Switch the faults and redraw the view until the run is over; returns the end time."""
+    plan = run.plan
     phase: Phase | None = None
     while True:
         now = time.monotonic()
-        elapsed = now - origin
+        elapsed = now - run.origin
         if elapsed >= plan.duration or stop.is_set():
             return now
         for task in workers:
             if task.done():
                 task.result()  # a worker died of a bug: fail loudly rather than run short-handed
-        if (current := plan.phase_at(elapsed)) is not phase:
-            phase = current
-            view.event(phase_line(plan, phase))
+        due = plan.phase_at(elapsed)
+        # In order, even if the loop woke too late for a whole phase: none is skipped.
+        while phase is not due:
+            phase = PHASES[0 if phase is None else PHASES.index(phase) + 1]
+            run.switch(phase, now)
         rows = (
-            SideRow.of("protected", stats["protected"], now, breaker.state.value),
-            SideRow.of("unprotected", stats["unprotected"], now, None),
+            SideRow.of(
+                "protected",
+                run.stats["protected"],
+                now,
+                breaker.state.value,
+                run.proxies["protected"].stats().total,
+            ),
+            SideRow.of(
+                "unprotected",
+                run.stats["unprotected"],
+                now,
+                None,
+                run.proxies["unprotected"].stats().total,
+            ),
         )
-        view.update(Status(plan, elapsed, rows))
-        # Wake at the phase boundary too, so its line is printed when the phase changes.
+        run.view.update(Status(plan, elapsed, phase, rows))
+        # Wake at the phase boundary too, so the faults switch when the phase changes.
         wake = min(TICK, plan.phase_end(phase) - elapsed)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), max(wake, 0.001))

@@ -22,27 +22,58 @@ __all__ = (
 
 DEFAULT_DURATION = 30.0
 MIN_DURATION = 5.0
-"""Below this the outage is shorter than one call timeout plus one recovery period."""
+"""Below this the blackhole is shorter than one call timeout plus the workers' stagger, and
+the recovery shorter than one recovery period plus a probe."""
 MAX_DURATION = 3600.0
 DEFAULT_WORKERS = 8
 MAX_WORKERS = 256
 
-HEALTHY_SHARE = 0.25
-OUTAGE_SHARE = 0.35
-# The rest (40%) is recovery: long enough for a probe that hung at the very end of the
-# outage to time out, the breaker to wait out one recovery period and close again.
+SHARES = {"healthy": 0.15, "blackhole": 0.40, "reset": 0.15}
+"""Each phase's share of the run; the rest (30%) is recovery: long enough for the breaker to
+wait out one recovery period after the last reset and close again on its first probe."""
+PAUSE = 0.2
+"""Seconds each worker waits between two calls."""
 
 SEED_PRE_FIX_WAIT = 30.0
 """Seed 000's site waited 30+ s (the HTTP library's default) per call before its fix."""
 UNPROTECTED_TIMEOUT_CAP = 10.0
+UNPROTECTED_MARGIN = 2 * PAUSE
+"""The unprotected timeout is the blackhole less this: every worker starts a call within one
+pause of the blackhole's start, so those calls' timeouts fire inside it."""
 
 
 class Phase(enum.StrEnum):
-    """What the upstream does to requests that arrive now."""
+    """What the chaos proxies in front of the upstream do to requests that arrive now."""
 
     HEALTHY = "healthy"
-    OUTAGE = "outage"
+    BLACKHOLE = "blackhole"
+    RESET = "reset"
     RECOVERY = "recovery"
+
+    @property
+    def fault(self) -> str:
+        """The fault's name as the view and the report show it."""
+        return _FAULT_NAMES[self]
+
+    @property
+    def failing(self) -> bool:
+        """Whether the proxies fail the calls that arrive in this phase."""
+        return self in (Phase.BLACKHOLE, Phase.RESET)
+
+    @property
+    def proxy_faults(self) -> dict[str, bool]:
+        """The ChaosProxy.set() arguments for this phase; all False means clear()."""
+        return {"blackhole": self is Phase.BLACKHOLE, "reset": self is Phase.RESET}
+
+
+_FAULT_NAMES = {
+    Phase.HEALTHY: "none",
+    Phase.BLACKHOLE: "blackhole",
+    Phase.RESET: "reset",
+    Phase.RECOVERY: "recovered",
+}
+PHASES = tuple(Phase)
+FAILING = tuple(p for p in PHASES if p.failing)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,7 +85,7 @@ class DemoPlan:
     """Workers per side."""
     recovery_timeout: float
     unprotected_timeout: float
-    pause: float = 0.2
+    pause: float = PAUSE
     """Seconds each worker waits between two calls (after a rejection too)."""
     upstream_latency: float = 0.003
     failure_threshold: int = 3
@@ -75,22 +106,45 @@ class DemoPlan:
     def for_run(
         cls, duration: float = DEFAULT_DURATION, workers: int = DEFAULT_WORKERS
     ) -> DemoPlan:
+        blackhole = duration * SHARES["blackhole"]
         return cls(
             duration=duration,
             workers=workers,
             # 3 s on the default run; shorter runs still fit several recovery periods.
             recovery_timeout=min(3.0, max(0.5, duration / 10)),
-            # Half the run at most, so the calls hung at the start of the outage end in it.
-            unprotected_timeout=min(UNPROTECTED_TIMEOUT_CAP, duration / 2),
+            unprotected_timeout=round(
+                min(UNPROTECTED_TIMEOUT_CAP, blackhole - UNPROTECTED_MARGIN), 3
+            ),
         )
+
+    def phase_start(self, phase: Phase) -> float:
+        start = 0.0
+        for each in PHASES:
+            if each is phase:
+                return start
+            start += self.duration * SHARES[each.value]
+        raise AssertionError(phase)  # every Phase is in PHASES
+
+    def phase_end(self, phase: Phase) -> float:
+        if phase is Phase.RECOVERY:
+            return self.duration
+        return self.phase_start(phase) + self.duration * SHARES[phase.value]
+
+    def phase_at(self, elapsed: float) -> Phase:
+        for phase in PHASES:
+            if elapsed < self.phase_end(phase):
+                return phase
+        return Phase.RECOVERY
 
     @property
     def outage_start(self) -> float:
-        return self.duration * HEALTHY_SHARE
+        """When the proxies start failing calls (the blackhole begins)."""
+        return self.phase_start(Phase.BLACKHOLE)
 
     @property
     def outage_end(self) -> float:
-        return self.duration * (HEALTHY_SHARE + OUTAGE_SHARE)
+        """When the proxies stop failing calls (the faults are cleared)."""
+        return self.phase_start(Phase.RECOVERY)
 
     @property
     def wait_limit(self) -> float:
@@ -99,7 +153,7 @@ class DemoPlan:
 
     @property
     def per_period_bound(self) -> int:
-        """Requests the protected side may send the dead upstream per recovery period."""
+        """Requests the protected side may send into the faults per recovery period."""
         return self.failure_threshold + self.half_open_max_calls
 
     @property
@@ -108,31 +162,13 @@ class DemoPlan:
         plus one call per other worker admitted while it still had no evidence."""
         return self.failure_threshold + self.workers - 1
 
-    def phase_at(self, elapsed: float) -> Phase:
-        if elapsed < self.outage_start:
-            return Phase.HEALTHY
-        if elapsed < self.outage_end:
-            return Phase.OUTAGE
-        return Phase.RECOVERY
-
-    def phase_end(self, phase: Phase) -> float:
-        ends = {
-            Phase.HEALTHY: self.outage_start,
-            Phase.OUTAGE: self.outage_end,
-            Phase.RECOVERY: self.duration,
-        }
-        return ends[phase]
-
-    def phase_start(self, phase: Phase) -> float:
-        starts = {Phase.HEALTHY: 0.0, Phase.OUTAGE: self.outage_start}
-        return starts.get(phase, self.outage_end)
-
     @property
     def unprotected_timeout_note(self) -> str:
         why = (
             f"capped at {UNPROTECTED_TIMEOUT_CAP:g} s"
             if self.unprotected_timeout >= UNPROTECTED_TIMEOUT_CAP
-            else "half of --duration, so calls hung at the start of the outage end in the run"
+            else f"the blackhole less {UNPROTECTED_MARGIN:g} s, so those callers' timeouts fire "
+            "inside it"
         )
         return (
             f"{self.unprotected_timeout:g} s: a stand-in for the seed's "

@@ -4,33 +4,88 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._plan import DemoPlan, Phase
+from ._plan import PHASES, DemoPlan, Phase
 from ._verdict import SideSummary, Summary, Transition
 
-__all__ = ("PHASE_TEXT", "phase_line", "summary_lines", "transition_line")
+__all__ = ("PHASE_TEXT", "label", "phase_line", "summary_lines", "transition_line")
 
 PHASE_TEXT = {
-    Phase.HEALTHY: "healthy: answers in a few ms",
-    Phase.OUTAGE: "outage: accepts, reads the request, never answers",
-    Phase.RECOVERY: "recovered: answers in a few ms again",
+    Phase.HEALTHY: "the proxies forward, the upstream answers in a few ms",
+    Phase.BLACKHOLE: "the proxies accept and never answer, so the callers' timeouts fire",
+    Phase.RESET: "the proxies reset every connection, so calls fail at once",
+    Phase.RECOVERY: "faults cleared, the upstream answers in a few ms again",
 }
+
+
+def label(phase: Phase) -> str:
+    """How the view and the report name a phase: by its fault, "healthy" before any."""
+    return phase.value if phase is Phase.HEALTHY else phase.fault
 
 
 def _stamp(at: float) -> str:
     return f"[{at:6.2f} s]"
 
 
-def phase_line(plan: DemoPlan, phase: Phase) -> str:
-    start, end = plan.phase_start(phase), plan.phase_end(phase)
-    return f"{_stamp(start)} upstream {PHASE_TEXT[phase]} (until {end:.1f} s)"
+def phase_line(plan: DemoPlan, phase: Phase, at: float) -> str:
+    """The line announcing that ``phase`` began at ``at`` (seconds since the origin)."""
+    return f"{_stamp(at)} {label(phase)}: {PHASE_TEXT[phase]} (until {plan.phase_end(phase):.1f} s)"
 
 
-def transition_line(t: Transition) -> str:
-    return f"{_stamp(t.at)} breaker {t.old} -> {t.new} ({t.reason})"
+def transition_line(t: Transition, phase: str) -> str:
+    return f"{_stamp(t.at)} breaker {t.old} -> {t.new} ({t.reason}) during {phase}"
 
 
 def _secs(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f} s"
+
+
+def _phases_line(summary: Summary) -> str:
+    """The phases as they ran (planned times for those the run did not reach)."""
+    plan, started = summary.plan, summary.timeline.started
+    starts = [started.get(phase, plan.phase_start(phase)) for phase in PHASES]
+    parts = [
+        f"{label(phase)} {start:.1f}-{stop:.1f} s"
+        for phase, start, stop in zip(PHASES, starts, starts[1:], strict=False)
+    ]
+    parts.append(f"{Phase.RECOVERY.fault} from {starts[-1]:.1f} s")
+    return "  faults: " + ", ".join(parts)
+
+
+def _phase_table(summary: Summary) -> list[str]:
+    header = (
+        "phase",
+        "side",
+        "requests",
+        "upstream saw",
+        "answered",
+        "failed",
+        "rejected",
+        "worst wait",
+    )
+    rows: list[tuple[str, ...]] = []
+    for phase in PHASES:
+        for name, side in (("protected", summary.protected), ("unprotected", summary.unprotected)):
+            f = side.phases[phase]
+            rows.append(
+                (
+                    label(phase) if name == "protected" else "",
+                    name,
+                    str(f.requests),
+                    str(f.upstream_saw),
+                    str(f.answered),
+                    str(f.failed),
+                    str(f.rejected) if name == "protected" else "-",
+                    _secs(f.worst_wait),
+                )
+            )
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        left = [f"{c:<{w}}" for c, w in zip(cells[:2], widths[:2], strict=True)]
+        right = [f"{c:>{w}}" for c, w in zip(cells[2:], widths[2:], strict=True)]
+        return "  " + "  ".join(left + right)
+
+    return [line(header), *(line(r) for r in rows)]
 
 
 def summary_lines(summary: Summary) -> list[str]:
@@ -40,7 +95,7 @@ def summary_lines(summary: Summary) -> list[str]:
     head = "interrupted after" if summary.interrupted else "ran"
     rows: list[tuple[str, str, str]] = [
         (
-            "requests that reached the dead upstream",
+            "requests sent into the faults (at the proxy)",
             *_pair(p, u, lambda s: s.reached_dead_upstream),
         ),
         ("worst wait of any call", _secs(p.worst_wait), _secs(u.worst_wait)),
@@ -61,8 +116,9 @@ def summary_lines(summary: Summary) -> list[str]:
         "",
         f"Summary: {head} {summary.elapsed:.1f} s of {plan.duration:g} s, "
         f"{plan.workers} workers per side",
-        f"  upstream: healthy until {plan.outage_start:.1f} s, hung until {plan.outage_end:.1f} s, "
-        "then recovered",
+        f"  upstream: a real HTTP server on {summary.upstream}, healthy throughout; each side "
+        "calls it through its own ChaosProxy",
+        _phases_line(summary),
         f"  protected:   CircuitBreaker(failure_threshold={plan.failure_threshold}, "
         f"recovery_timeout={plan.recovery_timeout:g}, half_open_max_calls="
         f"{plan.half_open_max_calls}, call_timeout={plan.call_timeout:g}), "
@@ -70,8 +126,14 @@ def summary_lines(summary: Summary) -> list[str]:
         f"  unprotected: no breaker, httpx timeout {plan.unprotected_timeout_note}",
         "",
         *table,
-        "  (A hung upstream holds each unprotected caller for its whole timeout: that side sends",
-        "  few requests but its callers wait. The breaker's side fails fast instead.)",
+        "  (A blackhole holds each unprotected caller for its whole timeout; resets fail fast but",
+        "  every unprotected call still hits the failing path. The breaker's side is rejected at",
+        "  once instead, and lets one probe through per recovery period.)",
+        "",
+        "  By phase (calls counted in the phase they started in; requests at each side's proxy):",
+        *_phase_table(summary),
+        "",
+        f"  Counting: {_wrap_counting()}",
         "",
         f"  breaker: opened {opened} time(s), ended {summary.final_state}",
         "",
@@ -79,6 +141,14 @@ def summary_lines(summary: Summary) -> list[str]:
         f"{'HOLDS' if verdict.holds else 'DOES NOT HOLD'}",
         *(f"  {marks[c.ok]} {c.detail}" for c in verdict.checks),
     ]
+
+
+def _wrap_counting() -> str:
+    return (
+        "each call opens its own connection (no keep-alive) and each side has its own proxy,\n"
+        "  so the connections a side's proxy accepted are the requests that side sent, those\n"
+        "  the blackhole swallowed and the resets cut included: the upstream never sees those."
+    )
 
 
 def _pair(p: SideSummary, u: SideSummary, get: Callable[[SideSummary], int]) -> tuple[str, str]:

@@ -1,13 +1,17 @@
-"""What one side's workers measured: outcomes, latencies and waits, including calls in flight."""
+"""What the demo measured: each side's outcomes, latencies and waits (including calls in
+flight), per phase too; when each phase began; and counters read at chosen moments."""
 
 from __future__ import annotations
 
+import bisect
 import enum
 import itertools
 import math
 from dataclasses import dataclass, field
 
-__all__ = ("Outcome", "SideStats", "percentile")
+from ._plan import PHASES, Phase
+
+__all__ = ("Outcome", "PhaseStats", "SideStats", "Tally", "Timeline", "percentile")
 
 
 class Outcome(enum.Enum):
@@ -28,6 +32,21 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 @dataclass(slots=True)
+class PhaseStats:
+    """The calls of one side that started in one phase, once they ended."""
+
+    answered: int = 0
+    failed: int = 0
+    rejected: int = 0
+    worst_wait: float = 0.0
+    failed_time: float = 0.0
+
+    @property
+    def ended(self) -> int:
+        return self.answered + self.failed + self.rejected
+
+
+@dataclass(slots=True)
 class SideStats:
     """Counters of one side. Touched only from the event loop's thread."""
 
@@ -39,28 +58,40 @@ class SideStats:
     """Seconds taken by each call that reached for the upstream (answered or failed)."""
     worst_finished: float = 0.0
     failed_time: float = 0.0
-    """Seconds the workers spent in calls that failed: time lost to the dead upstream."""
-    _in_flight: dict[int, float] = field(default_factory=dict)
+    """Seconds the workers spent in calls that failed: time lost to the failing upstream."""
+    phase: Phase = Phase.HEALTHY
+    """The phase now: calls are counted in the phase they start in."""
+    phases: dict[Phase, PhaseStats] = field(
+        default_factory=lambda: {phase: PhaseStats() for phase in PHASES}
+    )
+    _in_flight: dict[int, tuple[float, Phase]] = field(default_factory=dict)
     _tokens: itertools.count[int] = field(default_factory=itertools.count)
 
     def begin(self, now: float) -> int:
         token = next(self._tokens)
-        self._in_flight[token] = now
+        self._in_flight[token] = (now, self.phase)
         self.calls += 1
         return token
 
     def end(self, token: int, now: float, outcome: Outcome) -> None:
-        waited = now - self._in_flight.pop(token)
+        start, phase = self._in_flight.pop(token)
+        waited = now - start
         self.worst_finished = max(self.worst_finished, waited)
+        in_phase = self.phases[phase]
+        in_phase.worst_wait = max(in_phase.worst_wait, waited)
         if outcome is Outcome.REJECTED:
             self.rejected += 1
+            in_phase.rejected += 1
             return
         self.durations.append(waited)
         if outcome is Outcome.ANSWERED:
             self.answered += 1
+            in_phase.answered += 1
         else:
             self.failed += 1
             self.failed_time += waited
+            in_phase.failed += 1
+            in_phase.failed_time += waited
 
     @property
     def in_flight(self) -> int:
@@ -68,5 +99,69 @@ class SideStats:
 
     def worst_wait(self, now: float) -> float:
         """The longest any caller waited, counting the calls still waiting at ``now``."""
-        waiting = (now - start for start in self._in_flight.values())
+        waiting = (now - start for start, _ in self._in_flight.values())
         return max(self.worst_finished, *waiting, 0.0)
+
+    def worst_wait_in(self, phase: Phase, now: float) -> float:
+        """As :meth:`worst_wait`, for the calls that started in ``phase``."""
+        waiting = (now - start for start, began in self._in_flight.values() if began is phase)
+        return max(self.phases[phase].worst_wait, *waiting, 0.0)
+
+
+@dataclass(slots=True)
+class Timeline:
+    """When each phase really began (seconds since the run's origin), as the run switched it."""
+
+    started: dict[Phase, float] = field(default_factory=dict)
+
+    def begin(self, phase: Phase, at: float) -> None:
+        self.started[phase] = at
+
+    def window(self, phase: Phase, end: float) -> tuple[float, float] | None:
+        """The stretch ``phase`` lasted, up to ``end`` (the run's end); None if it never began."""
+        start = self.started.get(phase)
+        if start is None:
+            return None
+        later = [self.started[p] for p in PHASES[PHASES.index(phase) + 1 :] if p in self.started]
+        return start, min([end, *later])
+
+    def phase_at(self, at: float) -> Phase | None:
+        """The phase in force at ``at``; None before the first one began."""
+        current = None
+        for phase in PHASES:
+            start = self.started.get(phase)
+            if start is not None and start <= at:
+                current = phase
+        return current
+
+    def outage(self, end: float) -> tuple[float, float]:
+        """From the first fault to the clearing of the faults (or ``end``); empty at ``end``
+        when no fault was switched on before the run ended."""
+        start = self.started.get(Phase.BLACKHOLE, self.started.get(Phase.RESET, end))
+        stop = self.started.get(Phase.RECOVERY, end)
+        return min(start, stop), stop
+
+
+@dataclass(slots=True)
+class Tally:
+    """A growing counter (a proxy's accepted connections) read at chosen moments.
+
+    Reading it at every moment that bounds a stretch to count (phase switches, breaker
+    transitions, the end) makes the count over any such stretch exact.
+    """
+
+    marks: list[tuple[float, int]] = field(default_factory=list)
+
+    def mark(self, at: float, value: int) -> None:
+        bisect.insort(self.marks, (at, value))
+
+    def at(self, when: float) -> int:
+        """The counter's value at the last reading at or before ``when`` (0 before any)."""
+        i = bisect.bisect_right(self.marks, (when, math.inf))
+        return self.marks[i - 1][1] if i else 0
+
+    def between(self, start: float, stop: float) -> int:
+        """How much the counter grew from ``start`` to ``stop``."""
+        if stop <= start:
+            return 0
+        return self.at(stop) - self.at(start)

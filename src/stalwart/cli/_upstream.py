@@ -1,8 +1,8 @@
-"""The demo's flaky upstream: a tiny HTTP/1.1 server on loopback that answers, hangs, recovers.
+"""The demo's upstream: a tiny, always healthy HTTP/1.1 server on loopback.
 
-During the outage it behaves like the seed's stuck qBittorrent: it accepts the connection and
-reads the request, then never answers; the connection stays open until the client gives up.
-Every request is recorded with its side (the ``X-Stalwart-Side`` header) and its phase.
+It never fails on its own: the outage comes from the chaos proxies between it and the
+callers. It records every request it answers, with its side (the ``X-Stalwart-Side``
+header), so the report can show what really reached it.
 """
 
 from __future__ import annotations
@@ -10,15 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
-from dataclasses import dataclass
 from types import TracebackType
 
-from ._plan import DemoPlan, Phase
-
-__all__ = ("SIDE_HEADER", "FlakyUpstream", "Seen")
+__all__ = ("SIDE_HEADER", "Upstream")
 
 SIDE_HEADER = "X-Stalwart-Side"
+PATH = "/api/torrents"
 _BODY = b'{"torrents": []}'
 _RESPONSE = (
     b"HTTP/1.1 200 OK\r\n"
@@ -27,28 +24,19 @@ _RESPONSE = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
-    """One request as the upstream received it."""
+class Upstream:
+    """Serves on 127.0.0.1 (ephemeral port), answering every request after ``latency`` s."""
 
-    at: float
-    """Seconds since the run's origin."""
-    side: str
-    phase: Phase
-
-
-class FlakyUpstream:
-    """Serves on 127.0.0.1 (ephemeral port) following ``plan``'s phases from ``origin``."""
-
-    def __init__(self, plan: DemoPlan, origin: float) -> None:
-        self._plan = plan
+    def __init__(self, latency: float, origin: float) -> None:
+        self._latency = latency
         self._origin = origin
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
-        self.seen: list[Seen] = []
+        self.seen: list[tuple[float, str]] = []
+        """(seconds since the run's origin, side) of every request received."""
 
-    async def __aenter__(self) -> FlakyUpstream:
+    async def __aenter__(self) -> Upstream:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         return self
 
@@ -58,17 +46,13 @@ class FlakyUpstream:
         await self.aclose()
 
     @property
-    def url(self) -> str:
+    def address(self) -> tuple[str, int]:
         assert self._server is not None, "not started"
         host, port = self._server.sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}/api/torrents"
-
-    def by_phase(self, side: str) -> dict[str, int]:
-        counts = Counter(s.phase for s in self.seen if s.side == side)
-        return {phase.value: counts[phase] for phase in Phase}
+        return host, port
 
     async def aclose(self) -> None:
-        """Stop listening and drop every connection, hung ones included."""
+        """Stop listening and drop every connection."""
         if self._server is None:
             return
         self._server.close()
@@ -90,7 +74,7 @@ class FlakyUpstream:
             while await self._answer_one(reader, writer):
                 pass
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass  # the client went away mid-request: nothing to answer
+            pass  # the client (the proxy) went away mid-request: nothing to answer
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):
@@ -103,20 +87,13 @@ class FlakyUpstream:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError:
-            return False  # clean close between requests
+            return False  # closed between requests, or (blackhole) before sending one
         headers = _headers(head)
         length = int(headers.get("content-length", "0") or 0)
         if length:
             await reader.readexactly(length)
-        elapsed = time.monotonic() - self._origin
-        phase = self._plan.phase_at(elapsed)
-        self.seen.append(Seen(elapsed, headers.get(SIDE_HEADER.lower(), "unknown"), phase))
-        if phase is Phase.OUTAGE:
-            # Hang: read (and drop) whatever comes until the client closes the connection.
-            while await reader.read(65536):
-                pass
-            return False
-        await asyncio.sleep(self._plan.upstream_latency)
+        self.seen.append((time.monotonic() - self._origin, headers.get(SIDE_HEADER.lower(), "")))
+        await asyncio.sleep(self._latency)
         writer.write(_RESPONSE)
         await writer.drain()
         return headers.get("connection", "").lower() != "close"

@@ -1,28 +1,51 @@
 """The demo's summary and the acceptance rule it is judged by.
 
-The rule: during the outage the protected side sends the dead upstream at most
-``failure_threshold + half_open_max_calls`` requests per recovery period, and none of its
-calls keeps a caller waiting past ``call_timeout`` plus a small scheduling tolerance.
+The rule: while the proxies fail calls (blackhole, then resets) the protected side sends at
+most ``failure_threshold + half_open_max_calls`` requests per recovery period, none of its
+calls keeps a caller waiting past ``call_timeout`` plus a small scheduling tolerance, the
+breaker does not close while the faults are on, and it closes again once they are cleared.
+
+Requests are counted at the chaos proxy, not at the upstream: during a blackhole or a reset
+the upstream never sees them. Each side has its own proxy and every call opens its own
+connection (no keep-alive), so the connections a side's proxy accepted are the requests that
+side sent. The proxy's counter is read at every phase switch and every breaker transition,
+which makes the count in any stretch between two of those moments exact; a request belongs
+to the stretch in which the proxy accepted its connection.
 
 A recovery period runs from one opening of the breaker to the next, as the breaker's own
-StateTransition events tell; requests are placed in periods by when the upstream saw them.
-The stretch before the first opening is not a recovery period: the breaker has no evidence
-yet, so every worker may already have a call in flight. It is judged against its own bound,
-``failure_threshold + workers - 1`` (the failures that open it, plus one call per other
-worker), and reported separately.
+StateTransition events tell. The stretch before the first opening is not a recovery period:
+the breaker has no evidence yet, so every worker may already have a call in flight. It is
+judged against its own bound, ``failure_threshold + workers - 1`` (the failures that open
+it, plus one call per other worker), and reported separately.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ._plan import DemoPlan, Phase
-from ._stats import SideStats, percentile
+from ._plan import FAILING, PHASES, DemoPlan, Phase
+from ._stats import SideStats, Tally, Timeline, percentile
 
-__all__ = ("Check", "Period", "SideSummary", "Summary", "Transition", "Verdict", "judge")
+__all__ = (
+    "COUNTING",
+    "Check",
+    "Period",
+    "PhaseFigures",
+    "SideSummary",
+    "Summary",
+    "Transition",
+    "Verdict",
+    "judge",
+    "side_summary",
+)
+
+COUNTING = (
+    "requests are counted at each side's own chaos proxy: every call opens its own connection "
+    "(no keep-alive), so the connections a proxy accepted are the requests its side sent, "
+    "including those the blackhole swallowed and the resets cut, which the upstream never saw"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +59,32 @@ class Transition:
 
 
 @dataclass(frozen=True, slots=True)
+class PhaseFigures:
+    """One side's figures for one phase (calls by the phase they started in)."""
+
+    requests: int
+    """Requests its proxy accepted in the phase."""
+    upstream_saw: int
+    """Requests the upstream itself received in the phase."""
+    answered: int
+    failed: int
+    rejected: int
+    worst_wait: float
+    failed_time: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "upstream_saw": self.upstream_saw,
+            "answered": self.answered,
+            "failed": self.failed,
+            "rejected": self.rejected,
+            "worst_wait_s": _round(self.worst_wait),
+            "failed_time_s": _round(self.failed_time),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class SideSummary:
     calls: int
     answered: int
@@ -46,27 +95,19 @@ class SideSummary:
     p99: float | None
     worst_wait: float
     failed_time: float
-    requests: dict[str, int]
-    """Requests the upstream received from this side, by phase."""
+    phases: dict[Phase, PhaseFigures]
+    proxy: dict[str, int]
+    """The side's proxy's own counters at the end (ProxyStats)."""
+
+    @property
+    def requests(self) -> dict[str, int]:
+        """Requests this side's proxy accepted, by phase."""
+        return {phase.value: figures.requests for phase, figures in self.phases.items()}
 
     @property
     def reached_dead_upstream(self) -> int:
-        return self.requests[Phase.OUTAGE.value]
-
-    @classmethod
-    def from_stats(cls, stats: SideStats, now: float, requests: dict[str, int]) -> SideSummary:
-        return cls(
-            calls=stats.calls,
-            answered=stats.answered,
-            failed=stats.failed,
-            rejected=stats.rejected,
-            in_flight_at_end=stats.in_flight,
-            p50=percentile(stats.durations, 50),
-            p99=percentile(stats.durations, 99),
-            worst_wait=stats.worst_wait(now),
-            failed_time=stats.failed_time,
-            requests=requests,
-        )
+        """Requests sent while the proxy failed them (blackhole and reset)."""
+        return sum(self.phases[phase].requests for phase in FAILING)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,9 +120,58 @@ class SideSummary:
             "latency_p99_s": _round(self.p99),
             "worst_wait_s": _round(self.worst_wait),
             "failed_time_s": _round(self.failed_time),
-            "requests_by_phase": dict(self.requests),
+            "requests_by_phase": self.requests,
             "reached_dead_upstream": self.reached_dead_upstream,
+            "upstream_saw_by_phase": {
+                phase.value: figures.upstream_saw for phase, figures in self.phases.items()
+            },
+            "phases": {phase.value: figures.to_dict() for phase, figures in self.phases.items()},
+            "proxy": dict(self.proxy),
         }
+
+
+def side_summary(
+    stats: SideStats,
+    now: float,
+    *,
+    elapsed: float,
+    sent: Tally,
+    timeline: Timeline,
+    upstream_saw: Sequence[float],
+    proxy: dict[str, int],
+) -> SideSummary:
+    """One side's figures at the end of the run.
+
+    ``now`` is the monotonic time the side's stats were taken at; ``elapsed`` the same moment
+    in seconds since the run's origin, the time base of ``sent``, ``timeline`` and
+    ``upstream_saw`` (when the upstream received each of this side's requests).
+    """
+    phases = {}
+    for phase in PHASES:
+        window = timeline.window(phase, elapsed)
+        in_phase = stats.phases[phase]
+        phases[phase] = PhaseFigures(
+            requests=sent.between(*window) if window else 0,
+            upstream_saw=sum(1 for at in upstream_saw if timeline.phase_at(at) is phase),
+            answered=in_phase.answered,
+            failed=in_phase.failed,
+            rejected=in_phase.rejected,
+            worst_wait=stats.worst_wait_in(phase, now),
+            failed_time=in_phase.failed_time,
+        )
+    return SideSummary(
+        calls=stats.calls,
+        answered=stats.answered,
+        failed=stats.failed,
+        rejected=stats.rejected,
+        in_flight_at_end=stats.in_flight,
+        p50=percentile(stats.durations, 50),
+        p99=percentile(stats.durations, 99),
+        worst_wait=stats.worst_wait(now),
+        failed_time=stats.failed_time,
+        phases=phases,
+        proxy=proxy,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +180,10 @@ class Period:
 
     opened_at: float
     reason: str
+    phase: str
+    """The phase the breaker opened in."""
     requests: int
-    """Requests the upstream saw from the protected side in this period, during the outage."""
+    """Requests the protected side's proxy accepted in this period while it failed them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +198,10 @@ class Verdict:
     checks: tuple[Check, ...]
     periods: tuple[Period, ...]
     before_first_opening: int
+    outage: tuple[float, float]
+    """From the first fault to the clearing of the faults, seconds since the origin."""
     closed_after_outage: float | None
-    """Seconds from the end of the outage to the breaker's last closing, if it closed."""
+    """Seconds from the clearing of the faults to the breaker's last closing, if it closed."""
 
     @property
     def holds(self) -> bool:
@@ -116,37 +210,42 @@ class Verdict:
 
 def judge(
     plan: DemoPlan,
-    outage_requests: Sequence[float],
+    timeline: Timeline,
+    end: float,
+    sent: Tally,
     transitions: Sequence[Transition],
     final_state: str,
     worst_wait: float,
 ) -> Verdict:
     """Apply the acceptance rule to the protected side's run.
 
-    ``outage_requests``: when (seconds since origin) the upstream saw each protected request
-    that arrived during the outage.
+    ``end``: when the run ended; ``sent``: the protected side's proxy counter, read at
+    every phase switch and breaker transition; all times in seconds since the origin.
     """
+    start, stop = timeline.outage(end)
     openings = [t for t in transitions if t.new == "open"]
-    starts = [t.at for t in openings]
-    counts = [0] * len(openings)
-    before = 0
-    for at in outage_requests:
-        i = bisect.bisect_right(starts, at) - 1
-        if i < 0:
-            before += 1
-        else:
-            counts[i] += 1
-    # Openings after the outage have no outage requests to count.
+    in_outage = [t for t in openings if start <= t.at < stop]
+    first = openings[0].at if openings else stop
+    before = sent.between(start, min(max(first, start), stop))
     periods = tuple(
-        Period(t.at, t.reason, n)
-        for t, n in zip(openings, counts, strict=True)
-        if t.at < plan.outage_end
+        Period(
+            t.at,
+            t.reason,
+            _phase_name(plan, timeline, t.at),
+            sent.between(max(t.at, start), min(nxt.at if nxt else stop, stop)),
+        )
+        for t, nxt in zip(openings, [*openings[1:], None], strict=True)
+        if t.at < stop
     )
-    in_outage = [t for t in openings if plan.outage_start <= t.at < plan.outage_end]
+    probes = sum(1 for t in transitions if t.new == "half_open" and start <= t.at < stop)
+    closed_in_outage = [
+        t for t in transitions if t.new == "closed" and in_outage and in_outage[0].at < t.at < stop
+    ]
     closings = [t for t in transitions if t.new == "closed"]
     closed_after = None
-    if final_state == "closed" and closings and closings[-1].at >= plan.outage_end:
-        closed_after = closings[-1].at - plan.outage_end
+    recovered = Phase.RECOVERY in timeline.started and final_state == "closed"
+    if recovered and closings and closings[-1].at >= stop:
+        closed_after = closings[-1].at - stop
 
     bound = plan.per_period_bound
     seen = ", ".join(str(p.requests) for p in periods) or "none"
@@ -154,17 +253,18 @@ def judge(
         Check(
             "opened",
             bool(in_outage),
-            f"the breaker opened {len(in_outage)} time(s) during the outage, first "
-            f"{in_outage[0].at - plan.outage_start:.2f} s into it"
+            f"the breaker opened {len(in_outage)} time(s) while the proxy failed calls, first "
+            f"{in_outage[0].at - start:.2f} s into the faults (during the "
+            f"{_phase_name(plan, timeline, in_outage[0].at)})"
             if in_outage
-            else f"the breaker did not open during the outage: {before} protected calls reached "
-            f"the dead upstream, failure_threshold is {plan.failure_threshold}",
+            else f"the breaker did not open while the proxy failed calls: {before} protected "
+            f"requests went into the faults, failure_threshold is {plan.failure_threshold}",
         ),
         Check(
             "per_period",
             bool(periods) and all(p.requests <= bound for p in periods),
-            f"requests to the dead upstream per recovery period: {seen}; allowed "
-            f"failure_threshold + half_open_max_calls = {plan.failure_threshold} + "
+            f"requests sent into the faults per recovery period (counted at the proxy): {seen}; "
+            f"allowed failure_threshold + half_open_max_calls = {plan.failure_threshold} + "
             f"{plan.half_open_max_calls} = {bound}",
         ),
         Check(
@@ -175,6 +275,17 @@ def judge(
             f"workers - 1 = {plan.failure_threshold} + {plan.workers - 1} = {plan.detection_bound}",
         ),
         Check(
+            "held_open",
+            bool(in_outage) and not closed_in_outage,
+            f"the breaker closed at {closed_in_outage[0].at:.2f} s while the proxy still "
+            "failed calls"
+            if closed_in_outage
+            else f"the breaker stayed open through the faults: {probes} probe(s), each failed "
+            "and reopened it"
+            if in_outage
+            else "the breaker never opened, so it could not stay open",
+        ),
+        Check(
             "worst_wait",
             worst_wait <= plan.wait_limit,
             f"worst protected wait {worst_wait:.3f} s; allowed call_timeout + tolerance = "
@@ -183,18 +294,24 @@ def judge(
         Check(
             "recovered",
             closed_after is not None,
-            f"the breaker closed again {closed_after:.2f} s after the upstream recovered"
+            f"the breaker closed again {closed_after:.2f} s after the faults were cleared"
             if closed_after is not None
-            else f"the breaker did not close again after the outage (ends {final_state})",
+            else f"the breaker did not close again after the faults were cleared "
+            f"(ends {final_state})",
         ),
     )
-    return Verdict(checks, periods, before, closed_after)
+    return Verdict(checks, periods, before, (start, stop), closed_after)
+
+
+def _phase_name(plan: DemoPlan, timeline: Timeline, at: float) -> str:
+    phase = timeline.phase_at(at) or plan.phase_at(at)
+    return phase.value
 
 
 def _detection_split(plan: DemoPlan, before: int, openings: Sequence[Transition]) -> str:
     if not openings:
         return "the breaker never opened"
-    # Nothing succeeds during the outage, so exactly failure_threshold calls finished before
+    # Nothing succeeds during the faults, so exactly failure_threshold calls finished before
     # the opening; the rest were already admitted and in flight when it came.
     counted = min(before, plan.failure_threshold)
     return f"{counted} failures that opened it, {before - counted} admitted before it knew"
@@ -207,6 +324,9 @@ class Summary:
     plan: DemoPlan
     elapsed: float
     interrupted: bool
+    upstream: str
+    """The upstream's address, host:port."""
+    timeline: Timeline
     protected: SideSummary
     unprotected: SideSummary
     transitions: tuple[Transition, ...]
@@ -214,6 +334,9 @@ class Summary:
     breaker: dict[str, Any]
     """The breaker's own snapshot at the end (BreakerSnapshot.to_dict())."""
     verdict: Verdict
+
+    def phase_of(self, at: float) -> str:
+        return _phase_name(self.plan, self.timeline, at)
 
     def to_dict(self) -> dict[str, Any]:
         plan = self.plan
@@ -223,10 +346,21 @@ class Summary:
             "elapsed_s": _round(self.elapsed),
             "interrupted": self.interrupted,
             "workers_per_side": plan.workers,
+            "upstream": self.upstream,
             "phases_s": {
                 phase.value: [_round(plan.phase_start(phase)), _round(plan.phase_end(phase))]
-                for phase in Phase
+                for phase in PHASES
             },
+            "phases": [
+                {
+                    "name": phase.value,
+                    "fault": phase.fault,
+                    "planned_s": [_round(plan.phase_start(phase)), _round(plan.phase_end(phase))],
+                    "began_at_s": _round(self.timeline.started.get(phase)),
+                }
+                for phase in PHASES
+            ],
+            "counting": COUNTING,
             "protected": {
                 "breaker_settings": {
                     "failure_threshold": plan.failure_threshold,
@@ -247,16 +381,22 @@ class Summary:
                 "final_state": self.final_state,
                 "opened": sum(1 for t in self.transitions if t.new == "open"),
                 "transitions": [
-                    {**asdict(t), "at": _round(t.at), "phase": plan.phase_at(t.at).value}
+                    {**asdict(t), "at": _round(t.at), "phase": self.phase_of(t.at)}
                     for t in self.transitions
                 ],
                 "snapshot": self.breaker,
             },
             "verdict": {
                 "holds": verdict.holds,
+                "outage_s": [_round(verdict.outage[0]), _round(verdict.outage[1])],
                 "per_period_bound": plan.per_period_bound,
                 "periods": [
-                    {"opened_at_s": _round(p.opened_at), "reason": p.reason, "requests": p.requests}
+                    {
+                        "opened_at_s": _round(p.opened_at),
+                        "reason": p.reason,
+                        "phase": p.phase,
+                        "requests": p.requests,
+                    }
                     for p in verdict.periods
                 ],
                 "before_first_opening": {

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._plan import DemoPlan, Phase
-from ._report import PHASE_TEXT
+from ._report import PHASE_TEXT, label
 from ._stats import SideStats, percentile
 
 __all__ = ("LineView", "LiveView", "QuietView", "SideRow", "Status", "View")
@@ -22,6 +22,8 @@ __all__ = ("LineView", "LiveView", "QuietView", "SideRow", "Status", "View")
 class SideRow:
     name: str
     breaker: str | None
+    requests: int
+    """Requests this side's chaos proxy accepted so far."""
     calls: int
     answered: int
     failed: int
@@ -32,10 +34,13 @@ class SideRow:
     worst_wait: float
 
     @classmethod
-    def of(cls, name: str, stats: SideStats, now: float, breaker: str | None) -> SideRow:
+    def of(
+        cls, name: str, stats: SideStats, now: float, breaker: str | None, requests: int
+    ) -> SideRow:
         return cls(
             name=name,
             breaker=breaker,
+            requests=requests,
             calls=stats.calls,
             answered=stats.answered,
             failed=stats.failed,
@@ -53,6 +58,8 @@ class Status:
 
     plan: DemoPlan
     elapsed: float
+    phase: Phase
+    """The phase the proxies are in now."""
     rows: tuple[SideRow, ...]
 
 
@@ -77,7 +84,12 @@ class LineView:
         pass
 
 
-_PHASE_STYLE = {Phase.HEALTHY: "green", Phase.OUTAGE: "bold red", Phase.RECOVERY: "yellow"}
+_PHASE_STYLE = {
+    Phase.HEALTHY: "green",
+    Phase.BLACKHOLE: "bold red",
+    Phase.RESET: "bold magenta",
+    Phase.RECOVERY: "yellow",
+}
 _STATE_STYLE = {"closed": "green", "open": "bold red", "half_open": "yellow"}
 
 
@@ -106,20 +118,31 @@ class LiveView:
 
 def _table(status: Status) -> Table:
     plan = status.plan
-    phase = plan.phase_at(status.elapsed)
+    phase = status.phase
     title = Text.assemble(
-        "stalwart demo   upstream ",
-        (PHASE_TEXT[phase], _PHASE_STYLE[phase]),
+        "stalwart demo   fault: ",
+        (label(phase), _PHASE_STYLE[phase]),
+        f" ({PHASE_TEXT[phase]})",
         f"   phase ends in {max(0.0, plan.phase_end(phase) - status.elapsed):.1f} s"
         f"   {max(0.0, plan.duration - status.elapsed):.1f} s left",
     )
     caption = (
         f"protected: breaker, {plan.call_timeout:g} s timeout   "
         f"unprotected: no breaker, {plan.unprotected_timeout:g} s timeout   "
-        "Ctrl-C stops and prints the summary"
+        "requests: counted at each side's chaos proxy   Ctrl-C stops and prints the summary"
     )
     table = Table(title=title, caption=caption)
-    for header in ("side", "breaker", "calls", "answered", "failed", "rejected", "in flight"):
+    headers = (
+        "side",
+        "breaker",
+        "requests",
+        "calls",
+        "answered",
+        "failed",
+        "rejected",
+        "in flight",
+    )
+    for header in headers:
         table.add_column(header, justify="left" if header in ("side", "breaker") else "right")
     for header in ("p50", "p99", "worst wait"):
         table.add_column(header, justify="right")
@@ -130,6 +153,7 @@ def _table(status: Status) -> Table:
         table.add_row(
             row.name,
             state,
+            str(row.requests),
             str(row.calls),
             str(row.answered),
             str(row.failed),
