@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import ipaddress
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from types import TracebackType
@@ -21,7 +20,7 @@ from typing import Any, TypeVar
 from .._errors import ConfigError
 from .._validate import positive
 from ._control import DEFAULT_CONTROL_PORT, ControlServer
-from ._proxy import DEFAULT_MAX_BUFFER, ChaosProxy, ProxyFaults, ProxyStats
+from ._proxy import DEFAULT_MAX_BUFFER, ChaosProxy, ProxyFaults, ProxyStats, _check_listen
 
 __all__ = ("ProxyThread", "ThreadedProxy", "parse_address")
 
@@ -44,13 +43,9 @@ def parse_address(text: str, *, field: str, loopback: bool = False) -> tuple[str
         raise ConfigError(field, f"must be 'HOST:PORT' with a port in 0..65535, got {text!r}")
     if loopback:
         try:
-            is_loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            is_loopback = False
-        if not is_loopback:
-            raise ConfigError(
-                field, f"must be a loopback address (127.0.0.1, ::1, localhost), got {host!r}"
-            )
+            _check_listen((host, int(port_text)))
+        except ConfigError as exc:
+            raise ConfigError(field, exc.problem) from None
     return host, int(port_text)
 
 

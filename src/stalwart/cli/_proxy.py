@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from ..chaos._control import ControlServer
+from ..chaos._control import ControlServer, _hostport
 from ..chaos._proxy import ChaosProxy
 
 __all__ = ("TOKEN_ENV", "command")
@@ -50,7 +50,7 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with ChaosProxy(upstream, listen=listen, name=name, seed=seed) as proxy:
-        print(f"proxy {name!r}: {_show(proxy.address)} -> {_show(upstream)}", flush=True)
+        print(f"proxy {name!r}: {_hostport(proxy.address)} -> {_hostport(upstream)}", flush=True)
         if control is None:
             print(
                 "control: off (add --control 127.0.0.1:8474 to switch faults over HTTP)",
@@ -65,8 +65,3 @@ async def _serve(
                 await stop.wait()
         print("stopping: closing every connection", flush=True)
     return 0
-
-
-def _show(address: tuple[str, int]) -> str:
-    host, port = address[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
