@@ -133,7 +133,7 @@ def summary_lines(summary: Summary) -> list[str]:
         "  By phase (calls counted in the phase they started in; requests at each side's proxy):",
         *_phase_table(summary),
         "",
-        f"  Counting: {_wrap_counting()}",
+        *COUNTING_LINES,
         "",
         f"  breaker: opened {opened} time(s), ended {summary.final_state}",
         "",
@@ -143,12 +143,13 @@ def summary_lines(summary: Summary) -> list[str]:
     ]
 
 
-def _wrap_counting() -> str:
-    return (
-        "each call opens its own connection (no keep-alive) and each side has its own proxy,\n"
-        "  so the connections a side's proxy accepted are the requests that side sent, those\n"
-        "  the blackhole swallowed and the resets cut included: the upstream never sees those."
-    )
+COUNTING_LINES = (
+    "  Counting: every call opens its own connection (no keep-alive) and each side has its own",
+    "  proxy, so the connections a side's proxy accepted are the requests that side sent, those",
+    "  the blackhole swallowed and the resets cut included: the upstream never sees those. The",
+    "  proxy's counter is read at every phase switch and every breaker transition, so each",
+    "  recovery period's count is exact.",
+)
 
 
 def _pair(p: SideSummary, u: SideSummary, get: Callable[[SideSummary], int]) -> tuple[str, str]:

@@ -227,14 +227,15 @@ def judge(
     in_outage = [t for t in openings if start <= t.at < stop]
     first = openings[0].at if openings else stop
     before = sent.between(start, min(max(first, start), stop))
+    ends = [t.at for t in openings[1:]] + [stop]
     periods = tuple(
         Period(
             t.at,
             t.reason,
             _phase_name(plan, timeline, t.at),
-            sent.between(max(t.at, start), min(nxt.at if nxt else stop, stop)),
+            sent.between(max(t.at, start), min(ends[i], stop)),
         )
-        for t, nxt in zip(openings, [*openings[1:], None], strict=True)
+        for i, t in enumerate(openings)
         if t.at < stop
     )
     probes = sum(1 for t in transitions if t.new == "half_open" and start <= t.at < stop)

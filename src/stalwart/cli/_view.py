@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._plan import DemoPlan, Phase
-from ._report import PHASE_TEXT, label
+from ._report import label
 from ._stats import SideStats, percentile
 
 __all__ = ("LineView", "LiveView", "QuietView", "SideRow", "Status", "View")
@@ -90,6 +90,12 @@ _PHASE_STYLE = {
     Phase.RESET: "bold magenta",
     Phase.RECOVERY: "yellow",
 }
+_FAULT_SHORT = {
+    Phase.HEALTHY: "forwarding",
+    Phase.BLACKHOLE: "accept, never answer",
+    Phase.RESET: "every connection reset",
+    Phase.RECOVERY: "faults cleared",
+}
 _STATE_STYLE = {"closed": "green", "open": "bold red", "half_open": "yellow"}
 
 
@@ -122,20 +128,20 @@ def _table(status: Status) -> Table:
     title = Text.assemble(
         "stalwart demo   fault: ",
         (label(phase), _PHASE_STYLE[phase]),
-        f" ({PHASE_TEXT[phase]})",
+        f" ({_FAULT_SHORT[phase]})",
         f"   phase ends in {max(0.0, plan.phase_end(phase) - status.elapsed):.1f} s"
         f"   {max(0.0, plan.duration - status.elapsed):.1f} s left",
     )
     caption = (
         f"protected: breaker, {plan.call_timeout:g} s timeout   "
         f"unprotected: no breaker, {plan.unprotected_timeout:g} s timeout   "
-        "requests: counted at each side's chaos proxy   Ctrl-C stops and prints the summary"
+        "sent: requests counted at each side's chaos proxy   Ctrl-C stops and prints the summary"
     )
     table = Table(title=title, caption=caption)
     headers = (
         "side",
         "breaker",
-        "requests",
+        "sent",
         "calls",
         "answered",
         "failed",

@@ -1,0 +1,414 @@
+"""The demo's pure parts: the phase plan, the counters read at chosen moments, and the verdict.
+
+The demo itself runs end to end in tests/e2e/test_demo.py; here the scenarios are written out
+as the proxy's counter and the breaker's transitions would report them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterable, Sequence
+
+import pytest
+
+from stalwart.chaos import ChaosProxy, ProxyFaults
+from stalwart.cli._demo import _Run
+from stalwart.cli._plan import MIN_DURATION, PHASES, UNPROTECTED_TIMEOUT_CAP, DemoPlan, Phase
+from stalwart.cli._report import phase_line, summary_lines, transition_line
+from stalwart.cli._stats import Outcome, SideStats, Tally, Timeline
+from stalwart.cli._verdict import Summary, Transition, Verdict, judge, side_summary
+from stalwart.cli._view import QuietView
+
+PLAN = DemoPlan.for_run(8)  # healthy 0-1.2 s, blackhole 1.2-4.4, reset 4.4-5.6, recovery 5.6-8
+DURATIONS = [MIN_DURATION, 6.0, 8.0, 20.0, 30.0, 600.0]
+
+
+def _timeline(plan: DemoPlan = PLAN, upto: Phase = Phase.RECOVERY) -> Timeline:
+    timeline = Timeline()
+    for phase in PHASES[: PHASES.index(upto) + 1]:
+        timeline.begin(phase, plan.phase_start(phase))
+    return timeline
+
+
+def _tally(accepted: Iterable[float], moments: Iterable[float]) -> Tally:
+    """The counter of a proxy that accepted connections at ``accepted``, read at ``moments``."""
+    times = sorted(accepted)
+    tally = Tally()
+    for at in moments:
+        tally.mark(at, sum(1 for t in times if t <= at))
+    return tally
+
+
+def _moments(timeline: Timeline, transitions: Sequence[Transition], end: float) -> list[float]:
+    """When the demo reads the proxy's counter: phase switches, breaker transitions, the end."""
+    return [*timeline.started.values(), *(t.at for t in transitions), end]
+
+
+def _t(at: float, old: str, new: str) -> Transition:
+    reasons = {"open": "failure_threshold", "half_open": "recovery_timeout_elapsed"}
+    return Transition(at, old, new, reasons.get(new, "probes_succeeded"))
+
+
+# The breaker as the demo sees it: open 1.1 s into the blackhole, a probe hung in the blackhole
+# and cut by the reset, one probe reset at once, then closed in the recovery.
+RIDE_OUT = (
+    _t(2.3, "closed", "open"),
+    _t(3.1, "open", "half_open"),
+    _t(4.4, "half_open", "open"),
+    _t(5.2, "open", "half_open"),
+    _t(5.21, "half_open", "open"),
+    _t(6.01, "open", "half_open"),
+    _t(6.02, "half_open", "closed"),
+)
+HEALTHY_TRAFFIC = [0.05 + 0.1 * i for i in range(12)] + [5.7 + 0.1 * i for i in range(20)]
+INTO_THE_FAULTS = [1.21 + 0.02 * i for i in range(8)] + [3.11, 5.2]
+
+
+def _judge(
+    accepted: Iterable[float] = (*HEALTHY_TRAFFIC, *INTO_THE_FAULTS),
+    transitions: Sequence[Transition] = RIDE_OUT,
+    *,
+    final_state: str = "closed",
+    worst_wait: float = 1.004,
+    timeline: Timeline | None = None,
+    end: float = PLAN.duration,
+) -> Verdict:
+    timeline = timeline or _timeline()
+    tally = _tally(accepted, _moments(timeline, transitions, end))
+    return judge(PLAN, timeline, end, tally, transitions, final_state, worst_wait)
+
+
+def _check(verdict: Verdict, name: str) -> bool:
+    (check,) = [c for c in verdict.checks if c.name == name]
+    return check.ok
+
+
+# -- the plan -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("duration", DURATIONS)
+def test_phases_run_healthy_blackhole_reset_recovery_back_to_back_over_the_whole_run(
+    duration: float,
+) -> None:
+    plan = DemoPlan.for_run(duration)
+    assert [p.value for p in PHASES] == ["healthy", "blackhole", "reset", "recovery"]
+    assert plan.phase_start(Phase.HEALTHY) == 0.0
+    for phase, after in itertools.pairwise(PHASES):
+        assert plan.phase_end(phase) == plan.phase_start(after)
+        assert plan.phase_start(phase) < plan.phase_end(phase)
+    assert plan.phase_end(Phase.RECOVERY) == duration
+    assert plan.outage_start == plan.phase_start(Phase.BLACKHOLE)
+    assert plan.outage_end == plan.phase_end(Phase.RESET) == plan.phase_start(Phase.RECOVERY)
+
+
+def test_phases_scale_with_the_duration() -> None:
+    short, long = DemoPlan.for_run(10), DemoPlan.for_run(40)
+    for phase in PHASES:
+        assert long.phase_start(phase) == pytest.approx(4 * short.phase_start(phase))
+        assert long.phase_end(phase) == pytest.approx(4 * short.phase_end(phase))
+
+
+def test_phase_at_switches_exactly_at_each_boundary() -> None:
+    for phase in PHASES:
+        start = PLAN.phase_start(phase)
+        assert PLAN.phase_at(start) is phase
+        if phase is not Phase.HEALTHY:
+            assert PLAN.phase_at(start - 1e-9) is PHASES[PHASES.index(phase) - 1]
+    assert PLAN.phase_at(PLAN.duration + 1) is Phase.RECOVERY
+
+
+def test_only_the_blackhole_and_the_reset_fail_calls_each_with_its_own_proxy_fault() -> None:
+    assert [p for p in PHASES if p.failing] == [Phase.BLACKHOLE, Phase.RESET]
+    assert Phase.HEALTHY.proxy_faults == {"blackhole": False, "reset": False}
+    assert Phase.BLACKHOLE.proxy_faults == {"blackhole": True, "reset": False}
+    assert Phase.RESET.proxy_faults == {"blackhole": False, "reset": True}
+    assert Phase.RECOVERY.proxy_faults == {"blackhole": False, "reset": False}
+    assert [p.fault for p in PHASES] == ["none", "blackhole", "reset", "recovered"]
+
+
+@pytest.mark.parametrize("duration", DURATIONS)
+def test_every_duration_leaves_room_to_open_in_the_blackhole_and_close_in_the_recovery(
+    duration: float,
+) -> None:
+    plan = DemoPlan.for_run(duration)
+    blackhole = plan.phase_end(Phase.BLACKHOLE) - plan.phase_start(Phase.BLACKHOLE)
+    recovery = plan.phase_end(Phase.RECOVERY) - plan.phase_start(Phase.RECOVERY)
+    # Every worker's first call starts within a pause of the blackhole and times out in it.
+    assert plan.call_timeout + plan.pause < blackhole
+    # The unprotected callers' timeouts fire inside the blackhole too (the reset cuts the rest).
+    assert plan.unprotected_timeout + plan.pause <= blackhole
+    assert plan.unprotected_timeout <= UNPROTECTED_TIMEOUT_CAP
+    assert plan.unprotected_timeout > plan.call_timeout
+    # A probe reset just before the faults cleared: one recovery period, then the next call
+    # probes and closes it; twice that, for room.
+    assert 2 * (plan.recovery_timeout + plan.pause) <= recovery
+
+
+def test_a_duration_below_the_minimum_is_refused() -> None:
+    with pytest.raises(ValueError, match="duration"):
+        DemoPlan.for_run(MIN_DURATION - 0.1)
+
+
+# -- counters and the timeline --------------------------------------------------------------
+
+
+def test_a_tally_counts_exactly_between_two_of_its_readings() -> None:
+    tally = _tally([0.5, 1.0, 1.5, 2.5], [0.0, 1.0, 2.0, 3.0])
+    assert tally.at(-1.0) == 0
+    assert tally.at(1.0) == 2  # a connection accepted at the reading belongs before it
+    assert tally.between(1.0, 2.0) == 1
+    assert tally.between(0.0, 3.0) == 4
+    assert tally.between(2.0, 1.0) == 0
+
+
+def test_a_tally_reads_in_time_order_whatever_order_the_readings_came_in() -> None:
+    tally = Tally()
+    for at, value in [(2.0, 5), (1.0, 3), (3.0, 9)]:
+        tally.mark(at, value)
+    assert tally.between(1.0, 2.0) == 2
+    assert tally.at(2.5) == 5
+
+
+def test_a_phase_lasts_until_the_next_one_began_or_the_run_ended() -> None:
+    timeline = _timeline(upto=Phase.RESET)
+    start = PLAN.phase_start
+    assert timeline.window(Phase.BLACKHOLE, 7.0) == (start(Phase.BLACKHOLE), start(Phase.RESET))
+    assert timeline.window(Phase.RESET, 5.0) == (start(Phase.RESET), 5.0)
+    assert timeline.window(Phase.RECOVERY, 5.0) is None
+    assert timeline.phase_at(-0.1) is None
+    assert timeline.phase_at(4.5) is Phase.RESET
+    assert timeline.outage(5.0) == (start(Phase.BLACKHOLE), 5.0)
+
+
+def test_a_run_ended_before_the_faults_has_an_empty_outage_at_its_end() -> None:
+    assert _timeline(upto=Phase.HEALTHY).outage(1.0) == (1.0, 1.0)
+
+
+def test_calls_count_in_the_phase_they_started_in_even_when_they_end_after_a_switch() -> None:
+    stats = SideStats()
+    stats.phase = Phase.BLACKHOLE
+    hung = stats.begin(10.0)
+    stats.phase = Phase.RESET
+    cut = stats.begin(12.0)
+    assert stats.worst_wait_in(Phase.BLACKHOLE, 12.0) == 2.0  # still waiting counts
+    stats.end(hung, 12.5, Outcome.FAILED)
+    stats.end(cut, 12.01, Outcome.FAILED)
+    assert (stats.phases[Phase.BLACKHOLE].failed, stats.phases[Phase.RESET].failed) == (1, 1)
+    assert stats.phases[Phase.BLACKHOLE].worst_wait == 2.5
+    assert stats.phases[Phase.RESET].worst_wait == pytest.approx(0.01)
+    assert stats.phases[Phase.BLACKHOLE].failed_time == 2.5
+    assert stats.worst_wait(13.0) == 2.5
+
+
+def test_a_side_summary_counts_requests_at_the_proxy_per_phase_and_what_the_upstream_saw() -> None:
+    timeline = _timeline()
+    accepted = [*HEALTHY_TRAFFIC, *INTO_THE_FAULTS]
+    tally = _tally(accepted, _moments(timeline, (), PLAN.duration))
+    summary = side_summary(
+        SideStats(),
+        100.0,
+        elapsed=PLAN.duration,
+        sent=tally,
+        timeline=timeline,
+        upstream_saw=[0.5, 1.25, 6.0],  # 1.25: forwarded just before the blackhole began
+        proxy={"total": len(accepted)},
+    )
+    assert summary.requests == {"healthy": 12, "blackhole": 9, "reset": 1, "recovery": 20}
+    assert summary.reached_dead_upstream == 10
+    assert [summary.phases[p].upstream_saw for p in PHASES] == [1, 1, 0, 1]
+    assert summary.to_dict()["phases"]["reset"]["requests"] == 1
+
+
+# -- the verdict ----------------------------------------------------------------------------
+
+
+def test_a_breaker_that_rides_out_the_faults_holds_with_requests_counted_per_period() -> None:
+    verdict = _judge()
+    assert verdict.holds, verdict.checks
+    assert verdict.before_first_opening == 8
+    assert [(p.opened_at, p.phase, p.requests) for p in verdict.periods] == [
+        (2.3, "blackhole", 1),  # the probe at 3.11, hung until the reset cut it
+        (4.4, "reset", 1),  # the probe at 5.2, reset at once
+        (5.21, "reset", 0),  # its probe went out after the faults were cleared
+    ]
+    assert verdict.outage == (PLAN.outage_start, PLAN.outage_end)
+    assert verdict.closed_after_outage == pytest.approx(6.02 - PLAN.outage_end)
+
+
+def test_requests_outside_the_faults_do_not_count_against_the_breaker() -> None:
+    busy = [
+        *HEALTHY_TRAFFIC,
+        *(0.01 * i for i in range(100)),
+        *(6.5 + 0.01 * i for i in range(100)),
+    ]
+    verdict = _judge([*busy, *INTO_THE_FAULTS])
+    assert verdict.holds
+    assert [p.requests for p in verdict.periods] == [1, 1, 0]
+
+
+def test_more_requests_in_a_recovery_period_than_threshold_plus_probes_fail_the_verdict() -> None:
+    leaky = [*HEALTHY_TRAFFIC, *INTO_THE_FAULTS, 4.5, 4.6, 4.7, 4.8]  # 5 in the 4.4 period
+    verdict = _judge(leaky)
+    assert not verdict.holds
+    assert not _check(verdict, "per_period")
+    assert [p.requests for p in verdict.periods] == [1, 5, 0]
+
+
+def test_more_requests_before_the_first_opening_than_the_workers_allow_fail_the_verdict() -> None:
+    flood = [*HEALTHY_TRAFFIC, *INTO_THE_FAULTS, *(1.3 + 0.01 * i for i in range(5))]
+    verdict = _judge(flood)
+    assert verdict.before_first_opening == 13 > PLAN.detection_bound
+    assert not _check(verdict, "before_first_opening")
+    assert _check(verdict, "per_period")
+
+
+def test_a_breaker_that_closes_while_the_faults_are_on_fails_the_verdict() -> None:
+    closes_early = (*RIDE_OUT[:2], _t(3.2, "half_open", "closed"), _t(3.9, "closed", "open"))
+    verdict = _judge(transitions=(*closes_early, *RIDE_OUT[3:]))
+    assert not _check(verdict, "held_open")
+    assert not verdict.holds
+
+
+def test_a_breaker_that_does_not_close_after_the_faults_fail_the_verdict() -> None:
+    verdict = _judge(transitions=RIDE_OUT[:5], final_state="open")
+    assert not _check(verdict, "recovered")
+    assert verdict.closed_after_outage is None
+
+
+def test_a_protected_wait_past_call_timeout_plus_tolerance_fails_the_verdict() -> None:
+    assert _check(_judge(worst_wait=PLAN.wait_limit), "worst_wait")
+    assert not _check(_judge(worst_wait=PLAN.wait_limit + 0.001), "worst_wait")
+
+
+def test_a_breaker_that_never_opens_fails_and_every_request_counts_before_the_first_opening() -> (
+    None
+):
+    verdict = _judge(transitions=(), final_state="closed")
+    assert not _check(verdict, "opened")
+    assert not _check(verdict, "per_period")
+    assert not _check(verdict, "held_open")
+    assert not _check(verdict, "recovered")
+    assert verdict.before_first_opening == len(INTO_THE_FAULTS)
+
+
+def test_a_breaker_that_first_opens_in_the_reset_still_opened_during_the_faults() -> None:
+    late = (_t(4.45, "closed", "open"), _t(5.25, "open", "half_open"))
+    late += (_t(5.26, "half_open", "open"), _t(6.1, "open", "half_open"))
+    late += (_t(6.11, "half_open", "closed"),)
+    verdict = _judge(transitions=late)
+    assert _check(verdict, "opened")
+    assert verdict.periods[0].phase == "reset"
+    assert "during the reset" in verdict.checks[0].detail
+
+
+def test_a_run_interrupted_before_the_faults_is_judged_without_error_and_does_not_hold() -> None:
+    timeline = _timeline(upto=Phase.HEALTHY)
+    verdict = _judge(HEALTHY_TRAFFIC[:5], (), timeline=timeline, end=0.5)
+    assert not verdict.holds
+    assert verdict.before_first_opening == 0
+    assert verdict.periods == ()
+
+
+# -- the words ------------------------------------------------------------------------------
+
+
+def _summary() -> Summary:
+    timeline = _timeline()
+    tally = _tally([*HEALTHY_TRAFFIC, *INTO_THE_FAULTS], _moments(timeline, RIDE_OUT, 8.0))
+    side = side_summary(
+        SideStats(), 0.0, elapsed=8.0, sent=tally, timeline=timeline, upstream_saw=[], proxy={}
+    )
+    return Summary(
+        plan=PLAN,
+        elapsed=8.0,
+        interrupted=False,
+        upstream="127.0.0.1:1",
+        timeline=timeline,
+        protected=side,
+        unprotected=side,
+        transitions=RIDE_OUT,
+        final_state="closed",
+        breaker={},
+        verdict=judge(PLAN, timeline, 8.0, tally, RIDE_OUT, "closed", 1.0),
+    )
+
+
+def test_event_lines_name_the_current_fault() -> None:
+    assert "blackhole:" in phase_line(PLAN, Phase.BLACKHOLE, 1.2)
+    assert "reset:" in phase_line(PLAN, Phase.RESET, 4.4)
+    assert "recovered:" in phase_line(PLAN, Phase.RECOVERY, 5.6)
+    assert transition_line(RIDE_OUT[0], "blackhole").endswith("during blackhole")
+
+
+def test_the_report_shows_each_fault_phase_and_how_requests_were_counted() -> None:
+    text = "\n".join(summary_lines(_summary()))
+    assert (
+        "faults: healthy 0.0-1.2 s, blackhole 1.2-4.4 s, reset 4.4-5.6 s, recovered from 5.6 s"
+        in text
+    )
+    for label in ("healthy", "blackhole", "reset", "recovered"):
+        assert f"\n  {label} " in text  # a row of the per-phase table
+    assert "Counting:" in text
+    assert "Verdict: HOLDS" in text
+
+
+def test_json_lists_the_phases_with_their_faults_and_the_outage_window() -> None:
+    data = _summary().to_dict()
+    assert [(p["name"], p["fault"]) for p in data["phases"]] == [
+        ("healthy", "none"),
+        ("blackhole", "blackhole"),
+        ("reset", "reset"),
+        ("recovery", "recovered"),
+    ]
+    assert data["verdict"]["outage_s"] == [round(PLAN.outage_start, 4), round(PLAN.outage_end, 4)]
+    assert [t["phase"] for t in data["breaker"]["transitions"]][:3] == [
+        "blackhole",
+        "blackhole",
+        "reset",
+    ]
+    assert "proxy" in data["counting"]
+
+
+# -- switching the proxies ------------------------------------------------------------------
+
+
+def test_switching_a_phase_reads_each_proxy_s_counter_then_sets_its_faults() -> None:
+    async def main() -> list[tuple[ProxyFaults, ProxyFaults]]:
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        upstream = server.sockets[0].getsockname()[:2]
+        seen = []
+        try:
+            async with ChaosProxy(upstream) as one, ChaosProxy(upstream) as two:
+                stats = {"protected": SideStats(), "unprotected": SideStats()}
+                sent = {"protected": Tally(), "unprotected": Tally()}
+                run = _Run(
+                    PLAN,
+                    0.0,
+                    QuietView(),
+                    stats,
+                    sent,
+                    Timeline(),
+                    {"protected": one, "unprotected": two},
+                )
+                for phase in PHASES:
+                    run.switch(phase, PLAN.phase_start(phase))
+                    seen.append((one.faults, two.faults))
+                    assert stats["protected"].phase is phase
+                assert run.timeline.started == {p: PLAN.phase_start(p) for p in PHASES}
+                assert [at for at, _ in sent["unprotected"].marks] == [
+                    PLAN.phase_start(p) for p in PHASES
+                ]
+        finally:
+            server.close()
+            await server.wait_closed()
+        return seen
+
+    seen = asyncio.run(asyncio.wait_for(main(), 10))
+    expected = [
+        ProxyFaults(),
+        ProxyFaults(blackhole=True),
+        ProxyFaults(reset=True),
+        ProxyFaults(),
+    ]
+    assert seen == [(faults, faults) for faults in expected]
