@@ -95,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
             "Listen on a loopback address and forward every connection to UPSTREAM; with "
             "--control, serve an HTTP/JSON endpoint there to switch the proxy's faults "
             "(latency, blackhole, reset, refuse, bandwidth ...; see docs/chaos.md). Runs until "
-            "SIGINT or SIGTERM, then closes every connection and exits 0."
+            "SIGINT or SIGTERM, then closes every connection and exits 0. With "
+            "STALWART_PROXY_TOKEN set, changing faults needs 'Authorization: Bearer <token>'."
         ),
     )
     proxy.add_argument(
