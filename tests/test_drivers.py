@@ -17,6 +17,7 @@ from stalwart import (
     ConfigError,
     DeadlineExceeded,
     State,
+    Timeout,
 )
 from stalwart.testing import FakeClock
 
@@ -411,16 +412,15 @@ def test_the_decorator_rejects_an_open_breaker_with_the_right_retry_in(
 
 
 def test_someone_elses_cancellation_is_not_turned_into_a_deadline() -> None:
-    from stalwart._drivers import await_within
-
     async def main() -> None:
         started = asyncio.Event()
 
+        @Timeout(60.0)
         async def hang() -> None:
             started.set()
             await asyncio.Event().wait()
 
-        task = asyncio.create_task(await_within(hang, (), {}, 60.0, lambda: DeadlineExceeded("t")))
+        task = asyncio.create_task(hang())
         await started.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -430,28 +430,26 @@ def test_someone_elses_cancellation_is_not_turned_into_a_deadline() -> None:
 
 
 def test_many_timed_calls_share_a_few_loop_timers_and_leave_nothing_behind() -> None:
-    from stalwart._drivers import _wheel_for, await_within
+    from stalwart._wheel import wheel_for
 
+    @Timeout(30.0)
     async def quick() -> int:
         await asyncio.sleep(0)
         return 1
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        results = await asyncio.gather(
-            *(await_within(quick, (), {}, 30.0, lambda: DeadlineExceeded("t")) for _ in range(500))
-        )
+        results = await asyncio.gather(*(quick() for _ in range(500)))
         assert sum(results) == 500
-        wheel = _wheel_for(loop)
+        wheel = wheel_for(loop)
         assert len(wheel.slots) <= 3  # slots of 5 ms: 500 calls, a timer or two in all
         assert all(not slot.tasks for slot in wheel.slots.values())  # finished calls unwatched
 
     asyncio.run(main())
 
 
-def test_a_call_that_swallows_our_cancellation_keeps_its_result() -> None:
-    from stalwart._drivers import await_within
-
+def test_a_call_that_swallows_our_cancellation_still_misses_its_deadline() -> None:
+    @Timeout(0.01)
     async def stubborn() -> str:
         try:
             await asyncio.Event().wait()  # only our cancellation ends it
@@ -460,10 +458,40 @@ def test_a_call_that_swallows_our_cancellation_keeps_its_result() -> None:
         return "in time"
 
     async def main() -> None:
-        result = await await_within(stubborn, (), {}, 0.01, lambda: DeadlineExceeded("t"))
-        assert result == "finished anyway"
+        with pytest.raises(DeadlineExceeded):
+            await stubborn()  # its result came after the deadline: not returned
         task = asyncio.current_task()
         assert task is not None
         assert task.cancelling() == 0  # our cancellation was taken back
 
     asyncio.run(main())
+
+
+def test_the_running_task_is_found_in_every_loop_and_thread() -> None:
+    """The wheel's shortcuts (the loop seen last, CPython's task map) find the same task
+    as asyncio.current_task, whichever loop runs, in whichever thread."""
+    seen: list[bool] = []
+
+    @Timeout(0.01)
+    async def hang() -> None:
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        with pytest.raises(DeadlineExceeded):
+            await hang()
+        child = asyncio.create_task(hang())  # the deadline must cancel the child, not us
+        with pytest.raises(DeadlineExceeded):
+            await child
+        task = asyncio.current_task()
+        assert task is not None
+        assert task.cancelling() == 0
+        seen.append(True)
+
+    for _ in range(3):  # a new loop each time: the cached one is stale
+        asyncio.run(main())
+    threads = [threading.Thread(target=asyncio.run, args=(main(),)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert seen == [True] * 7

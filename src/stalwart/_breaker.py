@@ -45,6 +45,7 @@ from ._outcome import (
 )
 from ._registry import Registry
 from ._strategy import HAS_GIL, Guarded, counter, peek, strategy_clock
+from ._timeout import Timeout
 from ._types import ExceptionFilter, RetryAfterFrom, State
 from ._validate import callable_or_none, optional_positive, positive, ratio, whole
 from ._window import CountWindow, TimeWindow, Window
@@ -613,6 +614,18 @@ class PollHint(TypedDict):
     message: str
 
 
+def _call_timer(breaker: CircuitBreaker, call_timeout: float | None) -> Timeout | None:
+    """The Timeout that bounds the breaker's async calls. Its deadline raises as the
+    breaker, so the drivers count it as a failure whatever ``record`` says; a result that
+    comes back late is returned, and counted as a failure, as on every calling form."""
+    if call_timeout is None:
+        return None
+    timer = Timeout(call_timeout, name=breaker.name, clock=breaker._clock)
+    timer._imposer = breaker
+    timer._returns_late = True
+    return timer
+
+
 class CircuitBreaker(Guarded):
     """Stops calling a dependency that keeps failing, and tests its recovery carefully.
 
@@ -646,6 +659,7 @@ class CircuitBreaker(Guarded):
         self._monotonic = self._clock.monotonic
         self._record = compile_filter("record", self.config.record)
         self._ignore = compile_filter("ignore", self.config.ignore)
+        self._call_timer = _call_timer(self, self.config.call_timeout)
         self._core = BreakerCore(self.config, disabled=_disabled_by_env())
         self._lock = threading.Lock()
         # The publisher role: whoever holds it delivers transitions to listeners (_publish).

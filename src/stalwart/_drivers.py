@@ -16,10 +16,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import itertools
-import math
 import threading
-import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
@@ -35,7 +32,6 @@ __all__ = (
     "Named",
     "aenter_block",
     "aexit_block",
-    "await_within",
     "call_async",
     "call_sync",
     "deadline_exceeded",
@@ -44,12 +40,9 @@ __all__ = (
     "exit_block",
     "imposed_by",
     "is_async_callable",
-    "is_ours",
     "run_async",
     "run_sync",
     "run_with_deadline",
-    "unwatch",
-    "watch",
 )
 
 P = ParamSpec("P")
@@ -60,6 +53,12 @@ class Named(Protocol):
     """Anything that imposes a deadline: it names the DeadlineExceeded it raises."""
 
     name: str
+
+
+class CallTimer(Protocol):
+    def _timed(self, fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+        """``fn`` bounded by the deadline (a bare closure, made per call if need be)."""
+        ...
 
 
 class Guard(Protocol):
@@ -83,6 +82,11 @@ class Guard(Protocol):
 
     @property
     def _call_timeout(self) -> float | None: ...
+
+    @property
+    def _call_timer(self) -> CallTimer | None:
+        """What bounds an async call (a ``Timeout`` raising as the guard), if anything."""
+        ...
 
     @property
     def _Rejection(self) -> type[Rejected]:
@@ -249,156 +253,23 @@ def run_sync(guard: Guard, fn: Callable[..., R], ticket: int, args: Any, kwargs:
 async def run_async(
     guard: Guard, fn: Callable[..., Awaitable[R]], ticket: int, args: Any, kwargs: Any
 ) -> R:
-    """Await a permitted call, timed and with its deadline, and report how it ended."""
+    """Await a permitted call, timed and with its deadline, and report how it ended.
+
+    The deadline is the guard's ``_call_timer``: a ``Timeout`` whose DeadlineExceeded is
+    the guard's own (see ``imposed_by``), so async deadlines have one implementation."""
     clock = guard._clock
-    timeout = cap_timeout(guard._call_timeout)
+    timer = guard._call_timer
     start = clock.monotonic()
     try:
-        if timeout is None:
+        if timer is None:
             result = await fn(*args, **kwargs)
         else:
-            limit = timeout
-            result = await await_within(
-                fn, args, kwargs, limit, lambda: deadline_exceeded(guard, limit)
-            )
+            result = await timer._timed(fn)(*args, **kwargs)
     except BaseException as exc:
         _settle_raised(guard, ticket, exc, clock.monotonic() - start)
         raise
     _settle_returned(guard, ticket, result, clock.monotonic() - start)
     return result
-
-
-async def await_within(
-    fn: Callable[..., Awaitable[R]],
-    args: Any,
-    kwargs: Any,
-    seconds: float,
-    expired: Callable[[], BaseException],
-) -> R:
-    """Await ``fn(*args, **kwargs)`` for at most ``seconds`` (cancelling it then) and raise
-    ``expired()`` from the cancellation; the call's own TimeoutError passes through.
-
-    The task is watched by its event loop's :class:`_Wheel` rather than by
-    ``asyncio.timeout``, which schedules and cancels a loop timer for every call (~3 µs
-    on CPython 3.11, most of what a timed call would cost). The price: the deadline fires
-    up to ``_SLOT`` seconds late, never early. Hot callers (``Timeout``) inline these
-    lines to save the extra coroutine frame.
-    """
-    watched = watch(seconds)
-    try:
-        result = await fn(*args, **kwargs)
-    except asyncio.CancelledError as exc:
-        if is_ours(watched):
-            raise expired() from exc
-        raise
-    finally:
-        unwatch(watched)
-    return result
-
-
-_SLOT = 0.005
-"""Seconds per wheel slot: an async deadline fires at most this much late."""
-
-
-class _Slot:
-    """The timed awaits whose deadlines fall in one ``_SLOT`` of loop time."""
-
-    __slots__ = ("fired", "tasks")
-
-    def __init__(self) -> None:
-        self.tasks: dict[int, asyncio.Task[Any]] = {}
-        self.fired = False
-
-
-class _Watch:
-    """One timed await. Built without a Python ``__init__`` (see :func:`watch`)."""
-
-    __slots__ = ("cancelling", "settled", "slot", "task", "token")
-    cancelling: int
-    settled: bool
-    slot: _Slot
-    task: asyncio.Task[Any]
-    token: int
-
-
-_tokens = itertools.count()
-_new_watch = _Watch.__new__
-
-
-def watch(seconds: float) -> _Watch:
-    """Have the running task cancelled in ``seconds`` (give it back with :func:`unwatch`)."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task(loop)
-    if task is None:
-        raise RuntimeError("stalwart's async deadlines need to run inside an asyncio task")
-    watched = _new_watch(_Watch)
-    watched.task = task
-    watched.cancelling = task.cancelling()  # cancellations already asked for are not ours
-    watched.settled = False
-    watched.token = token = next(_tokens)
-    watched.slot = slot = _wheel_for(loop).slot(seconds)
-    slot.tasks[token] = task
-    return watched
-
-
-def is_ours(watched: _Watch) -> bool:
-    """In ``except CancelledError``: True if the cancellation is this deadline's alone."""
-    if not watched.slot.fired:
-        return False
-    watched.settled = True
-    return watched.task.uncancel() <= watched.cancelling
-
-
-def unwatch(watched: _Watch) -> None:
-    """The await ended: stop watching; take back a cancellation the call swallowed."""
-    slot = watched.slot
-    slot.tasks.pop(watched.token, None)
-    if slot.fired and not watched.settled:
-        watched.task.uncancel()
-
-
-class _Wheel:
-    """Per event loop: cancels the tasks whose deadline has passed, with one loop timer per
-    ``_SLOT`` of time that has deadlines in it, however many calls share that slot."""
-
-    __slots__ = ("__weakref__", "loop", "slots", "time")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.time = loop.time
-        self.slots: dict[int, _Slot] = {}
-
-    def slot(self, seconds: float) -> _Slot:
-        key = math.ceil((self.time() + seconds) / _SLOT)  # the slot ending at or after it
-        slot = self.slots.get(key)
-        if slot is None:
-            slot = self.slots[key] = _Slot()
-            self.loop.call_at(key * _SLOT, self._fire, key)
-        return slot
-
-    def _fire(self, key: int) -> None:
-        slot = self.slots.pop(key)
-        slot.fired = True
-        for task in slot.tasks.values():
-            task.cancel()
-
-
-_wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wheel] = weakref.WeakKeyDictionary()
-_wheels_lock = threading.Lock()
-_last_wheel: tuple[weakref.ref[asyncio.AbstractEventLoop] | None, _Wheel | None] = (None, None)
-
-
-def _wheel_for(loop: asyncio.AbstractEventLoop) -> _Wheel:
-    global _last_wheel
-    loop_ref, wheel = _last_wheel  # one tuple read: consistent even as other threads write
-    if wheel is not None and loop_ref is not None and loop_ref() is loop:
-        return wheel
-    with _wheels_lock:
-        wheel = _wheels.get(loop)
-        if wheel is None:
-            wheel = _wheels[loop] = _Wheel(loop)
-    _last_wheel = (weakref.ref(loop), wheel)
-    return wheel
 
 
 def _settle_raised(guard: Guard, ticket: int, exc: BaseException, duration: float) -> None:

@@ -224,6 +224,8 @@ class AdaptiveThrottle(Guarded):
     def _call_timeout(self) -> float | None:
         return None
 
+    _call_timer = None
+
     def _acquire(self) -> int:
         now = self._monotonic()
         with self._lock:

@@ -3,9 +3,9 @@
 Shape (the same for every stalwart strategy):
 
 * :class:`TimeoutConfig`, a frozen, validated config;
-* the core, :func:`plan_deadline`: given the time, the timeout and the deadline already
-  active around the call, it says which deadline applies and whose it is. It never reads a
-  clock, sleeps or calls user code;
+* :class:`Deadline`, one timed call's deadline, and the rule that makes it
+  (:meth:`Timeout._begin`): the call's own timeout, unless the deadline already active
+  around it ends sooner, in which case that one binds it;
 * :class:`Timeout`, the runtime object: a decorator for ``def`` and ``async def`` plus
   ``call`` / ``acall``;
 * :class:`TimedOut`, its event.
@@ -14,11 +14,9 @@ The active deadline travels in a context variable, so every call made inside a t
 (in the same thread, in a task it starts, or in the worker thread of a sync timeout) sees
 it through :func:`remaining`, and nested timeouts never outlive an outer one.
 
-This module also holds what Fallback and Bulkhead share with Timeout: the base classes
-:class:`Wrapper` (decorator, ``call``, ``acall``) and :class:`Observable` (listeners), and
-the checks :func:`strategy_name`, :func:`strategy_clock`, :func:`check_decoratable` and
-:func:`check_call_form`. (Their natural homes are ``_drivers``, ``_events`` and
-``_validate``, which other modules own.)
+An async timed call is watched by its loop's timer wheel (``_wheel.py``), not by
+``asyncio.timeout``; the circuit breaker's ``call_timeout`` is a ``Timeout`` too, so this
+is the one async deadline in stalwart. The costs that shaped it are in bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -30,15 +28,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
+from . import _testmode, _wheel
 from ._clock import Clock
-from ._drivers import (
-    deadline_exceeded,
-    imposed_by,
-    is_ours,
-    run_with_deadline,
-    unwatch,
-    watch,
-)
+from ._drivers import Named, deadline_exceeded, imposed_by, run_with_deadline
 from ._errors import ConfigError, DeadlineExceeded
 from ._events import Event, EventHub
 from ._strategy import (
@@ -48,6 +40,8 @@ from ._strategy import (
 )
 from ._testmode import cap_timeout
 from ._validate import positive
+from ._wheel import SLOTS_PER_SECOND as PER_SECOND
+from ._wheel import current_task, get_ident, tokens, wheel_for
 
 __all__ = (
     "DEFAULT_THREAD",
@@ -55,7 +49,6 @@ __all__ = (
     "TimedOut",
     "Timeout",
     "TimeoutConfig",
-    "plan_deadline",
     "remaining",
 )
 
@@ -102,44 +95,43 @@ class TimedOut(Event):
 
 
 class Deadline:
-    """One timed call's deadline. ``owner`` is the deadline that binds it: itself, or the
-    outer one when that leaves less time. A DeadlineExceeded is raised as the owner's
-    (``_drivers.imposed_by(exc, owner)``), so the timeout that set it reports it."""
+    """One timed call's deadline. ``owner`` is the deadline that binds it: the outer one
+    when that leaves less time, else None (it binds itself: see :meth:`binding`). A
+    DeadlineExceeded is raised as the binding deadline's (``_drivers.imposed_by``), so the
+    timeout that set it reports it.
 
-    __slots__ = ("clock", "expires_at", "name", "owner", "start", "timeout")
+    Made by :meth:`Timeout._begin` without a Python ``__init__``: one is made per timed
+    call, and a constructor call cost twice as much as setting the slots directly."""
 
-    def __init__(
-        self,
-        name: str,
-        timeout: float,
-        start: float,
-        expires_at: float,
-        clock: Clock,
-        owner: Deadline | None = None,
-    ) -> None:
-        self.name = name
-        self.timeout = timeout
-        self.start = start
-        self.expires_at = expires_at
-        self.clock = clock
-        self.owner: Deadline = self if owner is None else owner
+    __slots__ = ("clock", "expires_at", "imposer", "name", "owner", "start", "timeout")
+    clock: Clock
+    expires_at: float
+    imposer: Named | None
+    """Who raises its DeadlineExceeded, when not the deadline itself (a breaker's
+    ``call_timeout``: the breaker)."""
+    name: str
+    owner: Deadline | None
+    start: float
+    timeout: float
+
+    def binding(self) -> Deadline:
+        """The deadline whose expiry ends this call: itself or an outer one."""
+        return self if self.owner is None else self.owner
 
     def left(self) -> float:
         """Seconds until it expires, by its clock (never negative)."""
         return max(0.0, self.expires_at - self.clock.monotonic())
 
+    def source(self) -> Named:
+        """Whose DeadlineExceeded it is when it ends the call (see ``imposed_by``)."""
+        binding = self.binding()
+        return binding if binding.imposer is None else binding.imposer
+
     def exceeded(self, detail: str = "") -> DeadlineExceeded:
-        return deadline_exceeded(self.owner, self.owner.timeout, detail)
+        return deadline_exceeded(self.source(), self.binding().timeout, detail)
 
 
-def plan_deadline(
-    name: str, timeout: float, now: float, clock: Clock, outer: Deadline | None, outer_left: float
-) -> Deadline:
-    """The deadline of a call starting at ``now``: its own ``timeout``, unless the deadline
-    already active around it (``outer``, with ``outer_left`` seconds left) ends sooner."""
-    if outer is not None and outer_left < timeout:
-        return Deadline(name, timeout, now, now + outer_left, clock, outer.owner)
-    return Deadline(name, timeout, now, now + timeout, clock)
+_new_deadline = object.__new__
 
 
 _CURRENT: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
@@ -185,6 +177,10 @@ class Timeout(Wrapper):
         self.name = strategy_name(name, _STRATEGY)
         self._clock = strategy_clock(clock)
         self._hub = EventHub()
+        # Set by a circuit breaker for its call_timeout: the deadlines raise as the
+        # breaker, and a late result is returned (the breaker counts it as a failure).
+        self._imposer: Named | None = None
+        self._returns_late = False
 
     @property
     def seconds(self) -> float:
@@ -213,10 +209,12 @@ class Timeout(Wrapper):
             try:
                 if in_thread:
                     budget = deadline.expires_at - deadline.start
-                    result = run_with_deadline(deadline.owner, fn, args, kwargs, budget)
+                    result = run_with_deadline(deadline.source(), fn, args, kwargs, budget)
                 else:
                     result = fn(*args, **kwargs)
-                return self._in_time(deadline, result)
+                if deadline.clock.monotonic() >= deadline.expires_at:
+                    raise self._late(deadline)
+                return result
             except BaseException as exc:
                 self._report(exc, deadline)
                 raise
@@ -226,45 +224,87 @@ class Timeout(Wrapper):
         return wrapper
 
     def _async_wrapper(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-        @functools.wraps(fn)
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return functools.wraps(fn)(self._timed(fn))
+
+    def _timed(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        """``fn`` awaited within the deadline: cancelled when it passes, and
+        DeadlineExceeded raised from the cancellation (the call's own TimeoutError passes
+        through). A bare closure, so a breaker's call_timeout can make one per call."""
+
+        async def timed(*args: P.args, **kwargs: P.kwargs) -> R:
             deadline, token = self._begin()
             try:
-                # _drivers.await_within, inlined: one coroutine frame less per call.
-                watched = watch(deadline.expires_at - deadline.start)
+                # Registered with the loop's timer wheel, inline: see _wheel.py for why
+                # each step is done the way it is.
+                loop_ref, wheel = _wheel.last
+                loop = loop_ref()
+                if loop is None or loop._thread_id != get_ident():  # type: ignore[attr-defined]
+                    loop = asyncio.get_running_loop()
+                    wheel = wheel_for(loop)
+                task = current_task(loop)
+                if task is None:
+                    raise RuntimeError("stalwart's async deadlines need an asyncio task")
+                # The slot ending after the deadline (int() + 1: never early, at most
+                # one slot late), opened with its loop timer if it is new.
+                at = int((wheel.time() + deadline.expires_at - deadline.start) * PER_SECOND) + 1
+                slot = wheel.slots.get(at) or wheel.open(loop, at)
+                key = next(tokens)
+                slot.tasks[key] = task
+                cancelling = task.cancelling()  # cancellations already asked for are not ours
+                settled = False
                 try:
                     result = await fn(*args, **kwargs)
                 except asyncio.CancelledError as exc:
-                    if is_ours(watched):
-                        raise deadline.exceeded() from exc
+                    if slot.fired:
+                        settled = True
+                        if task.uncancel() <= cancelling:  # the cancellation is ours alone
+                            raise deadline.exceeded() from exc
                     raise
                 finally:
-                    unwatch(watched)
-                return self._in_time(deadline, result)
+                    del slot.tasks[key]
+                    if slot.fired and not settled:
+                        task.uncancel()  # the call swallowed our cancellation: take it back
+                if deadline.clock.monotonic() >= deadline.expires_at and not self._returns_late:
+                    raise self._late(deadline)
+                return result
             except BaseException as exc:
                 self._report(exc, deadline)
                 raise
             finally:
                 _CURRENT.reset(token)
 
-        return wrapper
+        return timed
 
     def _begin(self) -> tuple[Deadline, contextvars.Token[Deadline | None]]:
-        """Make a call's deadline the active one (the wrappers reset it when the call ends).
+        """Make a call's deadline and the active one (the wrappers reset it when the call
+        ends): this timeout's own, unless the deadline already active around the call
+        leaves less time; then that one binds the call (``owner``).
 
-        Explicit rather than a @contextmanager: a generator-based context costs ~0.8 µs a
-        call, more than the rest of the timeout's bookkeeping together."""
+        One plain method rather than a @contextmanager (~0.8 µs a call) or a constructor
+        plus a planning function: it runs on every timed call."""
         clock = self._clock
         now = clock.monotonic()
+        timeout = self.config.seconds
+        if _testmode._active is not None:  # an attribute read, not a call, on the hot path
+            timeout = cap_timeout(timeout) or timeout
+        deadline: Deadline = _new_deadline(Deadline)
+        deadline.name = self.name
+        deadline.timeout = timeout
+        deadline.start = now
+        deadline.clock = clock
+        deadline.owner = None
+        deadline.imposer = self._imposer
+        deadline.expires_at = now + timeout
         outer = _CURRENT.get()
-        outer_left = 0.0 if outer is None else outer.left()
-        timeout = cap_timeout(self.config.seconds)
-        assert timeout is not None
-        deadline = plan_deadline(self.name, timeout, now, clock, outer, outer_left)
-        if outer is not None and outer_left <= 0.0:
-            exc = deadline.exceeded("no time was left when the call would have started")
-            self._report(exc, deadline)
-            raise exc
+        if outer is not None:
+            left = outer.expires_at - now if outer.clock is clock else outer.left()
+            if left < timeout:
+                deadline.expires_at = now + left
+                deadline.owner = outer.binding()
+                if left <= 0.0:
+                    exc = deadline.exceeded("no time was left when the call would have started")
+                    self._report(exc, deadline)
+                    raise exc
         return deadline, _CURRENT.set(deadline)
 
     def _report(self, exc: BaseException, deadline: Deadline) -> None:
@@ -282,11 +322,8 @@ class Timeout(Wrapper):
             )
 
     @staticmethod
-    def _in_time(deadline: Deadline, result: R) -> R:
-        """The result, unless it came after the deadline by the timeout's clock (a sync call
-        that could not be interrupted, or time moved on a FakeClock)."""
-        now = deadline.clock.monotonic()
-        if now >= deadline.expires_at:
-            elapsed = now - deadline.start
-            raise deadline.exceeded(f"the call returned after {elapsed:.3g} s, too late")
-        return result
+    def _late(deadline: Deadline) -> DeadlineExceeded:
+        """A result came after the deadline by the timeout's clock (a sync call that could
+        not be interrupted, or time moved on a FakeClock): it is not returned."""
+        elapsed = deadline.clock.monotonic() - deadline.start
+        return deadline.exceeded(f"the call returned after {elapsed:.3g} s, too late")
