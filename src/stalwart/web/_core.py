@@ -1,0 +1,444 @@
+"""The ops app's request handling, independent of any server interface.
+
+:class:`OpsCore` takes a :class:`Request` (method, path below the mount point, headers,
+body) and returns a :class:`Response`. The ASGI app and the Flask blueprint only translate
+to and from it, so every route, status code, header and redaction rule lives here once.
+Handlers read cached state only (health results, breaker snapshots): nothing here waits on
+a dependency.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from .._breaker import CircuitBreaker
+from .._errors import ConfigError
+from .._validate import positive
+from ._stream import EventStream
+
+__all__ = (
+    "DEFAULT_CACHE_MAX_AGE",
+    "HealthSource",
+    "OpsCore",
+    "Request",
+    "Response",
+)
+
+DEFAULT_CACHE_MAX_AGE = 5
+"""Seconds a health answer may be cached (``Cache-Control: max-age``)."""
+
+JSON = "application/json"
+HEALTH_JSON = "application/health+json"
+PROBLEM_JSON = "application/problem+json"
+MAX_BODY = 65536
+"""Largest request body read (bytes); the ops app's only body is an optional JSON object."""
+
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    503: "Service Unavailable",
+}
+
+
+class HealthSource(Protocol):
+    """What the ops app reads from a health registry (``stalwart.health.HealthRegistry``)."""
+
+    def names(self) -> tuple[str, ...]: ...
+    def get(self, name: str) -> Any: ...
+    def report(self, group: str | None = None) -> Any: ...
+    def reset(self, name: str) -> None: ...
+    def breaker(self, name: str) -> CircuitBreaker | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request as the ops app sees it."""
+
+    method: str
+    path: str
+    """Below the mount point, percent-decoded, starting with ``/``."""
+    headers: Mapping[str, str]
+    """Lower-case names; repeated headers joined with ``", "``."""
+    body: bytes = b""
+    root_path: str = ""
+    """Where the app is mounted (for links in the OpenAPI description)."""
+
+
+@dataclass(slots=True)
+class Response:
+    """What to send back. ``stream`` marks the server-sent events route."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    stream: bool = False
+    redact: bool = True
+    """For a stream: whether the subscriber gets redacted events."""
+
+    @classmethod
+    def json(
+        cls,
+        status: int,
+        payload: Any,
+        *,
+        content_type: str = JSON,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> Response:
+        body = json.dumps(jsonable(payload), separators=(",", ":")).encode()
+        return cls(status, [("content-type", content_type), *(headers or [])], body)
+
+
+def problem(status: int, detail: str, *, headers: list[tuple[str, str]] | None = None) -> Response:
+    """An RFC 9457 problem document: every error the app returns has this shape."""
+    payload = {"type": "about:blank", "title": _REASONS[status], "status": status, "detail": detail}
+    extra = [("cache-control", "no-store"), *(headers or [])]
+    return Response.json(status, payload, content_type=PROBLEM_JSON, headers=extra)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: enums by value, classes and functions by name,
+    non-finite floats as null, anything else unknown as its ``repr``."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Enum):
+        return jsonable(value.value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if isinstance(value, type):
+        return value.__qualname__
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    if callable(value):
+        return getattr(value, "__qualname__", None) or repr(value)
+    if hasattr(value, "to_dict"):
+        return jsonable(value.to_dict())
+    return repr(value)
+
+
+Params = dict[str, str]
+Handler = Callable[["OpsCore", Request, Params, bool], Response]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A path pattern (``{name}`` matches one segment) and its handlers by method."""
+
+    pattern: str
+    methods: Mapping[str, Handler]
+    summary: str
+    mutating: bool = False
+    segments: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        inner = self.pattern.strip("/")
+        object.__setattr__(self, "segments", tuple(inner.split("/")) if inner else ())
+
+    def match(self, parts: tuple[str, ...]) -> dict[str, str] | None:
+        if len(parts) != len(self.segments):
+            return None
+        params: dict[str, str] = {}
+        for want, got in zip(self.segments, parts, strict=True):
+            if want.startswith("{"):
+                if not got:
+                    return None
+                params[want[1:-1]] = got
+            elif want != got:
+                return None
+        return params
+
+    @property
+    def allow(self) -> str:
+        methods = list(self.methods)
+        if "GET" in methods:
+            methods.insert(methods.index("GET") + 1, "HEAD")
+        return ", ".join(methods)
+
+
+class OpsCore:
+    """Routes, authentication, redaction and payloads of the ops app."""
+
+    def __init__(
+        self,
+        *,
+        health: HealthSource,
+        breakers: Callable[[], list[CircuitBreaker]],
+        metrics: Any = None,
+        api_key: str | None = None,
+        cache_max_age: float = DEFAULT_CACHE_MAX_AGE,
+        service_id: str | None = None,
+        events: EventStream | None = None,
+    ) -> None:
+        if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
+            raise ConfigError("api_key", f"must be a non-empty string or None, got {api_key!r}")
+        if api_key is not None and api_key != api_key.strip():
+            raise ConfigError("api_key", "must not start or end with whitespace")
+        positive("cache_max_age", cache_max_age, allow_zero=True)
+        if service_id is not None and not isinstance(service_id, str):
+            raise ConfigError("service_id", f"must be a string or None, got {service_id!r}")
+        self.health = health
+        self.breakers = breakers
+        self.metrics = metrics
+        self.events = events
+        self.service_id = service_id
+        self._key = None if api_key is None else api_key.encode()
+        age = int(cache_max_age) if float(cache_max_age).is_integer() else cache_max_age
+        self._cache = f"max-age={age}" if cache_max_age else "no-cache"
+
+    # -- entry point -------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        """The response to ``request``; bad input gets a 4xx problem document, never a 5xx."""
+        parts = _parts(request.path)
+        if parts is None:
+            return problem(400, "the path is not valid")
+        for route in ROUTES:
+            params = route.match(parts)
+            if params is None:
+                continue
+            method = "GET" if request.method == "HEAD" else request.method
+            handler = route.methods.get(method)
+            if handler is None:
+                return problem(
+                    405,
+                    f"{request.method[:20]!r} is not allowed here; use {route.allow}",
+                    headers=[("allow", route.allow)],
+                )
+            if route.mutating and self._key is None:
+                return problem(403, "admin actions are off: the ops app has no api_key")
+            authorized = self._authorized(request)
+            if isinstance(authorized, Response):
+                return authorized
+            if route.mutating and not authorized:
+                return _unauthorized("this action needs Authorization: Bearer <api key>")
+            return handler(self, request, params, authorized)
+        return problem(404, "no such route; see /openapi.json")
+
+    # -- authentication ----------------------------------------------------------------
+
+    def _authorized(self, request: Request) -> bool | Response:
+        """True for the right bearer key, False for none, a 401 answer for a wrong one.
+
+        Another scheme (a proxy's Basic credentials, say) is no key: reads stay open and
+        redacted, admin actions are refused.
+        """
+        header = request.headers.get("authorization")
+        if header is None:
+            return False
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        given = token.strip().encode("latin-1", "replace")
+        if not given:
+            return _unauthorized("Authorization must be 'Bearer <api key>'", "invalid_request")
+        if self._key is None or not hmac.compare_digest(given, self._key):
+            return _unauthorized("the api key is not valid", "invalid_token")
+        return True
+
+    # -- helpers for handlers ----------------------------------------------------------
+
+    def health_headers(self, authorized: bool) -> list[tuple[str, str]]:
+        # An answer with details must not be served from a shared cache to someone else.
+        cache = f"private, {self._cache}" if authorized else self._cache
+        return [("cache-control", cache), ("vary", "Accept, Authorization")]
+
+    def health_report(self, request: Request, group: str | None, authorized: bool) -> Response:
+        report = self.health.report(group)
+        headers = self.health_headers(authorized)
+        if wants_ietf(request.headers.get("accept", "")):
+            body = report.ietf(redact=not authorized, service_id=self.service_id)
+            return Response.json(
+                report.http_status, body, content_type=HEALTH_JSON, headers=headers
+            )
+        return Response.json(report.http_status, report.summary(), headers=headers)
+
+    def breaker(self, name: str) -> CircuitBreaker | None:
+        for breaker in self.breakers():
+            if breaker.name == name:
+                return breaker
+        return None
+
+
+def _unauthorized(detail: str, error: str | None = None) -> Response:
+    challenge = 'Bearer realm="stalwart"' + (f', error="{error}"' if error else "")
+    return problem(401, detail, headers=[("www-authenticate", challenge)])
+
+
+_MEDIA = re.compile(r"^\s*([^;\s]+)\s*(?:;(.*))?$")
+
+
+def wants_ietf(accept: str) -> bool:
+    """True when ``Accept`` prefers ``application/health+json`` over plain JSON."""
+    best: dict[str, float] = {}
+    for item in accept.split(",")[:50]:
+        m = _MEDIA.match(item)
+        if m is None:
+            continue
+        media, q = m.group(1).lower(), 1.0
+        for param in (m.group(2) or "").split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 0.0
+                q = q if math.isfinite(q) else 0.0
+        best[media] = max(best.get(media, 0.0), q)
+    ietf = best.get(HEALTH_JSON, 0.0)
+    plain = max(best.get(JSON, 0.0), best.get("application/*", 0.0), best.get("*/*", 0.0))
+    return ietf > 0 and ietf >= plain
+
+
+def _parts(path: str) -> tuple[str, ...] | None:
+    """The decoded segments of ``path``, without empty ends (``/health/`` is ``/health``)."""
+    if not path.startswith("/") or len(path) > 2048:
+        return None
+    try:
+        parts = tuple(unquote(p, errors="strict") for p in path.strip("/").split("/"))
+    except UnicodeDecodeError:
+        return None
+    return () if parts == ("",) else parts
+
+
+# -- handlers --------------------------------------------------------------------------
+
+
+def _index(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+    routes = [
+        {"path": r.pattern, "methods": r.allow.split(", "), "summary": r.summary} for r in ROUTES
+    ]
+    return Response.json(200, {"service": core.service_id, "routes": routes})
+
+
+def _group(name: str | None) -> Handler:
+    def handler(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+        return core.health_report(req, name, authed)
+
+    handler.__name__ = f"health_{name or 'all'}"
+    return handler
+
+
+def _detailed(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+    report = core.health.report(None)
+    headers = core.health_headers(authed)
+    if wants_ietf(req.headers.get("accept", "")):
+        body = report.ietf(redact=not authed, service_id=core.service_id)
+        return Response.json(report.http_status, body, content_type=HEALTH_JSON, headers=headers)
+    return Response.json(report.http_status, report.detailed(redact=not authed), headers=headers)
+
+
+def _service(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+    name = params["name"]
+    try:
+        snap = core.health.get(name)
+    except KeyError:
+        return problem(404, f"no health check named {name[:200]!r}")
+    status = 503 if getattr(snap.status, "value", snap.status) == "unhealthy" else 200
+    return Response.json(
+        status, snap.to_dict(redact=not authed), headers=core.health_headers(authed)
+    )
+
+
+def _reset(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+    if len(req.body) > MAX_BODY:
+        return problem(413, f"the body may hold at most {MAX_BODY} bytes")
+    if req.body.strip():
+        try:
+            body = json.loads(req.body)
+        except (ValueError, RecursionError):
+            return problem(400, "the body must be a JSON object (or empty)")
+        if not isinstance(body, dict):
+            return problem(400, "the body must be a JSON object (or empty)")
+    name = params["name"]
+    try:
+        core.health.reset(name)
+        snap = core.health.get(name)
+    except KeyError:
+        return problem(404, f"no health check named {name[:200]!r}")
+    payload = {"reset": name, "service": snap.to_dict(redact=False)}
+    return Response.json(200, payload, headers=[("cache-control", "no-store")])
+
+
+def breaker_payload(breaker: CircuitBreaker) -> dict[str, Any]:
+    """Seed 000's poll hint at the top level, plus the snapshot and the settings."""
+    return {
+        "name": breaker.name,
+        **breaker.poll_hint(),
+        "snapshot": breaker.snapshot().to_dict(),
+        "config": breaker.describe(),
+    }
+
+
+def _breakers(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+    seen: dict[str, dict[str, Any]] = {}
+    for breaker in core.breakers():
+        seen.setdefault(breaker.name, breaker_payload(breaker))
+    return Response.json(200, {"breakers": seen}, headers=[("cache-control", "no-store")])
+
+
+def _breaker(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+    breaker = core.breaker(params["name"])
+    if breaker is None:
+        return problem(404, f"no circuit breaker named {params['name'][:200]!r}")
+    return Response.json(200, breaker_payload(breaker), headers=[("cache-control", "no-store")])
+
+
+def _metrics(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+    if core.metrics is None:
+        return problem(404, "metrics are off (install prometheus-client, or pass metrics=)")
+    body, content_type = core.metrics.exposition(req.headers.get("accept"))
+    return Response(200, [("content-type", content_type), ("cache-control", "no-store")], body)
+
+
+def _events(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+    if core.events is None:
+        return problem(404, "the event stream is off")
+    headers = [
+        ("content-type", "text/event-stream"),
+        ("cache-control", "no-store"),
+        ("x-accel-buffering", "no"),
+    ]
+    return Response(200, headers, stream=True, redact=not authed)
+
+
+def _openapi(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+    from ._openapi import openapi
+
+    return Response.json(200, openapi(ROUTES, req.root_path))
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("/", {"GET": _index}, "The routes of this app"),
+    Route("/health", {"GET": _group(None)}, "Overall health (seed 003 summary or IETF)"),
+    Route("/health/detailed", {"GET": _detailed}, "Every check with its metrics"),
+    Route("/health/live", {"GET": _group("live")}, "Liveness: no external dependencies"),
+    Route("/health/ready", {"GET": _group("ready")}, "Readiness: critical dependencies"),
+    Route("/health/startup", {"GET": _group("startup")}, "Startup: checks needed to start"),
+    Route("/health/services/{name}", {"GET": _service}, "One check"),
+    Route(
+        "/health/services/{name}/reset",
+        {"POST": _reset},
+        "Reset a check's breaker and failure streak (API key)",
+        mutating=True,
+    ),
+    Route("/breakers", {"GET": _breakers}, "Every circuit breaker with its poll hint"),
+    Route("/breakers/{name}", {"GET": _breaker}, "One circuit breaker with its poll hint"),
+    Route("/metrics", {"GET": _metrics}, "Prometheus exposition"),
+    Route("/events", {"GET": _events}, "Server-sent events: state changes as they happen"),
+    Route("/openapi.json", {"GET": _openapi}, "This app's OpenAPI 3.1 description"),
+)
