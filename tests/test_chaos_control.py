@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import socket
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stalwart._errors import ConfigError
 from stalwart.chaos import ChaosProxy, ControlServer, ProxyThread, ThreadedProxy
@@ -207,6 +210,7 @@ def test_oversized_headers_are_431(setup: Setup) -> None:
         b"GET health HTTP/1.1\r\n\r\n",
         b"GET /health HTTP/1.1\r\nno colon here\r\n\r\n",
         b"POST /proxies/db/faults HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        "POST /proxies/db/faults HTTP/1.1\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1"),
         b"POST /proxies/db/faults HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
         b"POST /proxies/db/faults HTTP/1.1\r\nContent-Length: 10\r\n\r\n{}",
         b"GET /health",
@@ -294,3 +298,52 @@ def test_control_server_configuration_errors_name_the_field() -> None:
     with pytest.raises(ConfigError) as dup:
         ControlServer([one, ChaosProxy((LOCAL, 1), name="same")])
     assert dup.value.field == "name"
+
+
+# -- any bytes: a JSON answer below 500 -----------------------------------------------------
+
+_FIELDS = ["latency", "jitter", "direction", "blackhole", "reset", "refuse", "bandwidth"]
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5), st.lists(st.none())
+)
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> bytes:
+    method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "get", "G T", ""]))
+    path = draw(
+        st.sampled_from(["/health", "/proxies", "/proxies/db", "/proxies/db/faults", "/x/%zz"])
+        | st.text(max_size=20)
+    )
+    if draw(st.booleans()):
+        body = json.dumps(draw(st.dictionaries(st.sampled_from([*_FIELDS, "x"]), _VALUES))).encode()
+    else:
+        body = draw(st.binary(max_size=64))
+    headers = draw(st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8)), max_size=3))
+    lines = [f"{method} {path} HTTP/1.1", *(f"{k}: {v}" for k, v in headers)]
+    if draw(st.booleans()):
+        lines.append(f"Content-Length: {len(body)}")
+    return "\r\n".join(lines).encode() + b"\r\n\r\n" + body
+
+
+def test_any_request_gets_a_json_answer_below_500() -> None:
+    with echo_server() as upstream, ProxyThread() as chaos:
+        chaos.add(upstream, name="db")
+        control = chaos.serve_control((LOCAL, 0))
+
+        @settings(max_examples=150, deadline=None, database=None)
+        @given(data=requests())
+        def check(data: bytes) -> None:
+            with socket.create_connection(control.address, timeout=5) as sock:
+                sock.sendall(data)
+                sock.shutdown(socket.SHUT_WR)
+                answer = b""
+                with contextlib.suppress(ConnectionResetError):  # unread body bytes: RST
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            status = int(head.split(b" ")[1])
+            assert status < 500, answer
+            assert isinstance(json.loads(body), dict)
+
+        check()

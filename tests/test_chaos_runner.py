@@ -314,7 +314,9 @@ def test_parse_address_reads_host_and_port(text: str, expected: tuple[str, int])
     assert parse_address(text, field="upstream") == expected
 
 
-@pytest.mark.parametrize("text", ["5432", "127.0.0.1:", ":5432", "127.0.0.1:x", "h:70000"])
+@pytest.mark.parametrize(
+    "text", ["5432", "127.0.0.1:", ":5432", "127.0.0.1:x", "h:70000", "h:\u00b2", "h:\uff15"]
+)
 def test_parse_address_rejects_malformed_text(text: str) -> None:
     with pytest.raises(ConfigError, match="HOST:PORT") as bad:
         parse_address(text, field="upstream")

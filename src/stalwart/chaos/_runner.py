@@ -39,7 +39,10 @@ def parse_address(text: str, *, field: str, loopback: bool = False) -> tuple[str
     host, colon, port_text = text.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if not colon or not host or not port_text.isdigit() or int(port_text) > 65535:
+    if (
+        not (colon and host and port_text.isascii() and port_text.isdigit())
+        or int(port_text) > 65535
+    ):
         raise ConfigError(field, f"must be 'HOST:PORT' with a port in 0..65535, got {text!r}")
     if loopback:
         try:
