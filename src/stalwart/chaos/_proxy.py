@@ -9,6 +9,11 @@ close. Stdlib and asyncio only.
 
 The shaping decisions (how long to hold a chunk, how to cut it, when the next piece may go
 under a bandwidth limit) are a sans-I/O core, :class:`_Shaper`; the proxy only does the I/O.
+
+Data path: each socket's protocol is a :class:`_Tap` in front of the usual stream protocol.
+While no fault touches a direction and nothing is queued for it, the tap writes what it
+receives straight to the other side's transport (one reusable buffer, no copy into a stream,
+no task switch); otherwise the bytes go through the stream to a pump task that shapes them.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import ipaddress
 import random
 import socket
 import struct
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -35,13 +41,21 @@ __all__ = ("ChaosProxy", "ProxyFaults", "ProxyStats")
 
 DIRECTIONS = ("both", "upstream", "downstream")
 """``upstream``: client to server; ``downstream``: server to client."""
-DEFAULT_MAX_BUFFER = 65536
-"""Largest chunk read from either side at once (bytes)."""
+DEFAULT_MAX_BUFFER = 262144
+"""Largest chunk read from either side at once (bytes): 256 KiB, as much as asyncio's own
+socket transport reads at once; smaller chunks cost throughput (see ``bench/proxy.py``)."""
 PACING_STEP = 0.01
 """Under a bandwidth limit, data goes in pieces worth this many seconds, so the rate holds
 even for transfers of a few chunks."""
 
 _LINGER_RST = struct.pack("ii", 1, 0)
+
+
+def _keeps_views(transport: asyncio.Transport) -> bool:
+    """Whether ``transport.write`` may keep a view of the data it could not send at once
+    (then the buffer written must not be reused). Python 3.11's selector transport copies
+    it; from 3.12 it keeps the view, and other loops may too."""
+    return sys.version_info >= (3, 12) or type(transport).__module__ != "asyncio.selector_events"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,6 +200,103 @@ def _drop(writer: asyncio.StreamWriter | None, *, rst: bool) -> None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
     transport.abort()
+
+
+class _Tap(asyncio.BufferedProtocol):
+    """One socket's protocol: a fast path in front of its :class:`asyncio.StreamReaderProtocol`.
+
+    Bytes received go straight to the peer tap's transport when :meth:`ChaosProxy._untouched`
+    says no fault applies to them, the pump of this direction is waiting on an empty stream
+    (``idle``, nothing ``pending``), and the peer transport is open; else they go to the
+    stream, for the pump. So bytes leave in the order they came, whichever path each took.
+    Back-pressure: while the peer transport's write buffer is over its high-water mark, this
+    socket stops reading (the stream's own flow control covers the pump's path).
+    """
+
+    __slots__ = (
+        "direction",
+        "idle",
+        "inner",
+        "paused",
+        "peer",
+        "pending",
+        "proxy",
+        "transport",
+        "view",
+    )
+
+    def __init__(
+        self, proxy: ChaosProxy, inner: asyncio.StreamReaderProtocol, direction: str
+    ) -> None:
+        self.proxy = proxy
+        self.inner = inner
+        self.direction = direction
+        """Where the bytes this socket receives go: ``upstream`` (client socket) or
+        ``downstream`` (upstream socket)."""
+        self.view = memoryview(bytearray(proxy.max_buffer))
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Tap | None = None
+        """The tap of the other socket of the link, once both are connected."""
+        self.pending = 0
+        """Bytes handed to the stream that the pump has not read yet."""
+        self.idle = False
+        """The pump waits in ``read()`` (it holds no data)."""
+        self.paused = False
+        """Reading paused by this tap for the peer transport's back-pressure."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.inner.connection_made(transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        peer = self.peer
+        if (
+            peer is not None
+            and self.idle
+            and not self.pending
+            and peer.transport is not None
+            and not peer.transport.is_closing()
+            and self.proxy._untouched(self.direction)
+        ):
+            out = peer.transport
+            out.write(self.view[:nbytes])
+            if out.get_write_buffer_size() and _keeps_views(out):
+                self.view = memoryview(bytearray(len(self.view)))  # that one is the transport's
+            self.proxy._count(self.direction, nbytes)
+            return
+        self.pending += nbytes
+        self.inner.data_received(bytes(self.view[:nbytes]))
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()  # the pump's drain() waits
+        if self.peer is not None:
+            self.peer._hold()  # and the fast path into this transport stops reading
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+        if self.peer is not None:
+            self.peer._release()
+
+    def _hold(self) -> None:
+        # With bytes pending, the stream is in charge of pausing this socket: leave it be.
+        if not self.paused and not self.pending and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def _release(self) -> None:
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
 
 
 class _Link:
@@ -398,8 +509,15 @@ class ChaosProxy:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         return socket.create_server((host, port), family=family)
 
+    def _client_protocol(self) -> _Tap:
+        """What ``asyncio.start_server`` builds per connection, behind a tap."""
+        reader = asyncio.StreamReader(limit=self.max_buffer)
+        inner = asyncio.StreamReaderProtocol(reader, self._handle)
+        return _Tap(self, inner, "upstream")
+
     async def _serve(self, sock: socket.socket) -> None:
-        server = await asyncio.start_server(self._handle, sock=sock, limit=self.max_buffer)
+        assert self._loop is not None
+        server = await self._loop.create_server(self._client_protocol, sock=sock)
         self._reopening = None
         if self._closed or self._faults.refuse:
             server.close()  # refused or closed again while this was starting
@@ -420,22 +538,31 @@ class ChaosProxy:
             if self._faults.reset:
                 link.drop(rst=True)
                 return
+            # What asyncio.open_connection does, with a tap in front of the stream protocol.
+            assert self._loop is not None
+            ureader = asyncio.StreamReader(limit=self.max_buffer)
+            uinner = asyncio.StreamReaderProtocol(ureader)
+            utap = _Tap(self, uinner, "downstream")
             try:
-                ureader, uwriter = await asyncio.open_connection(
-                    *self.upstream, limit=self.max_buffer
-                )
+                utransport, _ = await self._loop.create_connection(lambda: utap, *self.upstream)
             except OSError:
                 self._upstream_errors += 1
                 link.drop(rst=False)
                 return
+            uwriter = asyncio.StreamWriter(utransport, uinner, ureader, self._loop)
             link.upstream = uwriter
             if self._stopping():  # reset or closed while connecting upstream
                 link.drop(rst=not self._closed)
                 return
             self._arm_timer(link)
+            ctap = cwriter.transport.get_protocol()
+            taps: tuple[_Tap | None, _Tap | None] = (None, None)
+            if isinstance(ctap, _Tap):  # linked only now: until here, every byte is pending
+                ctap.peer, utap.peer = utap, ctap
+                taps = (ctap, utap)
             link.pumps = (
-                asyncio.create_task(self._pump(link, creader, uwriter, "upstream")),
-                asyncio.create_task(self._pump(link, ureader, cwriter, "downstream")),
+                asyncio.create_task(self._pump(link, creader, uwriter, "upstream", taps[0])),
+                asyncio.create_task(self._pump(link, ureader, cwriter, "downstream", taps[1])),
             )
             await asyncio.wait(link.pumps)
             for pump in link.pumps:
@@ -455,12 +582,25 @@ class ChaosProxy:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         direction: str,
+        tap: _Tap | None,
     ) -> None:
+        """Forward what the fast path left in the stream, shaped by the faults in force."""
         shaper = _Shaper(self._rng)
         clock = self._clock
         upstream = direction == "upstream"
         try:
-            while data := await reader.read(self.max_buffer):
+            while True:
+                if tap is not None:
+                    tap.idle = True  # the tap may send what comes next itself
+                    try:
+                        data = await reader.read(self.max_buffer)
+                    finally:
+                        tap.idle = False
+                    tap.pending -= len(data)
+                else:
+                    data = await reader.read(self.max_buffer)
+                if not data:
+                    break
                 faults = self._faults
                 if faults.blackhole:
                     self._dropped += len(data)
@@ -514,6 +654,17 @@ class ChaosProxy:
             if faults.slice_delay and faults.shapes(direction):
                 await clock.asleep(faults.slice_delay)
         return len(view)
+
+    def _untouched(self, direction: str) -> bool:
+        """Whether data going ``direction`` now passes as it is (the taps' fast path)."""
+        faults = self._faults
+        return faults is NO_FAULTS or not (faults.blackhole or faults.shapes(direction))
+
+    def _count(self, direction: str, size: int) -> None:
+        if direction == "upstream":
+            self._up += size
+        else:
+            self._down += size
 
     def _stopping(self) -> bool:
         return self._closed or self._faults.reset
