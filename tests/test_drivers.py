@@ -495,3 +495,62 @@ def test_the_running_task_is_found_in_every_loop_and_thread() -> None:
     for thread in threads:
         thread.join(10)
     assert seen == [True] * 7
+
+
+# -- the worker threads behind sync deadlines ------------------------------------------
+
+
+def test_sync_deadline_threads_are_reused_while_idle() -> None:
+    from stalwart._drivers import run_with_deadline
+
+    breaker = CircuitBreaker("reuse", call_timeout=5.0)
+    names: set[int] = set()
+
+    def who() -> None:
+        names.add(threading.get_ident())
+
+    for _ in range(50):
+        run_with_deadline(breaker, who, (), {}, 5.0)
+    assert len(names) <= 2  # one thread, maybe one more left from an earlier test
+
+
+def test_a_hung_sync_call_keeps_its_thread_and_later_calls_get_another() -> None:
+    from stalwart._drivers import run_with_deadline
+
+    breaker = CircuitBreaker("hung", call_timeout=5.0)
+    release = threading.Event()
+    try:
+        with pytest.raises(DeadlineExceeded):
+            run_with_deadline(breaker, release.wait, (), {}, 0.02)
+        # The hung call still holds its thread; the next call must not queue behind it.
+        assert run_with_deadline(breaker, lambda: "next", (), {}, 5.0) == "next"
+    finally:
+        release.set()
+
+
+def test_an_idle_sync_deadline_thread_retires(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stalwart import _drivers
+
+    workers = _drivers._Workers()
+    monkeypatch.setattr(workers, "KEEP_ALIVE", 0.01)
+    job = _drivers._Job("retire", lambda: threading.current_thread(), (), {}, None)
+    job.context = contextvars.copy_context()
+    workers.run(job)
+    assert job.done.acquire(timeout=5)
+    thread = job.result
+    thread.join(5)  # it waited KEEP_ALIVE for another job, then exited
+    assert not thread.is_alive()
+    assert workers._idle == []
+
+
+def test_a_sync_deadline_call_sees_the_callers_context_and_its_owners_name() -> None:
+    from stalwart._drivers import run_with_deadline
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    var.set("caller's")
+    breaker = CircuitBreaker("named", call_timeout=5.0)
+
+    def look() -> tuple[str, str]:
+        return var.get(), threading.current_thread().name
+
+    assert run_with_deadline(breaker, look, (), {}, 5.0) == ("caller's", "stalwart:named")

@@ -16,9 +16,9 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeGuard, TypeVar, cast
 
@@ -319,26 +319,81 @@ def run_with_deadline(
     in its (daemon) thread until it returns by itself; its result is then dropped. What
     the caller gets is the guarantee of not waiting longer than ``timeout``.
     """
-    future: Future[R] = Future()
-    context = contextvars.copy_context()
-
-    def run() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            result = context.run(fn, *args, **kwargs)
-        except BaseException as exc:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-
-    threading.Thread(target=run, name=f"stalwart:{owner.name}", daemon=True).start()
-    done, _ = wait([future], timeout)
-    if not done:
+    job = _Job(owner.name, fn, args, kwargs, contextvars.copy_context())
+    _WORKERS.run(job)
+    if not job.done.acquire(timeout=timeout):
         raise deadline_exceeded(
             owner, timeout, f"call did not finish within {timeout:g} s (its thread runs on)"
         )
-    return future.result()
+    if job.error is not None:
+        raise job.error
+    return cast("R", job.result)
+
+
+class _Job:
+    """One call handed to a worker; ``done`` is released when it has ended."""
+
+    __slots__ = ("args", "context", "done", "error", "fn", "kwargs", "name", "result")
+
+    def __init__(self, name: str, fn: Any, args: Any, kwargs: Any, context: Any) -> None:
+        self.name = f"stalwart:{name}"
+        self.fn, self.args, self.kwargs, self.context = fn, args, kwargs, context
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def run(self) -> None:
+        try:
+            self.result = self.context.run(self.fn, *self.args, **self.kwargs)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.fn = self.args = self.kwargs = self.context = None  # free them now
+            self.done.release()
+
+
+class _Workers:
+    """Daemon threads for sync deadlines, reused while idle: a thread per call cost
+    ~70 µs. Unbounded on purpose: a call that hangs keeps its thread, so a bounded pool
+    could fill with hung calls and make every later call wait; a new thread is started
+    whenever none is idle. An idle thread exits after ``KEEP_ALIVE`` seconds."""
+
+    KEEP_ALIVE = 30.0
+
+    def __init__(self) -> None:
+        self._idle: list[queue.SimpleQueue[_Job | None]] = []
+        self._lock = threading.Lock()
+
+    def run(self, job: _Job) -> None:
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            thread = threading.Thread(target=self._work, args=(inbox,), daemon=True)
+            thread.start()
+        inbox.put(job)
+
+    def _work(self, inbox: queue.SimpleQueue[_Job | None]) -> None:
+        me = threading.current_thread()
+        while True:
+            try:
+                job = inbox.get(timeout=self.KEEP_ALIVE)
+            except queue.Empty:
+                with self._lock:
+                    if inbox in self._idle:  # nobody is handing us a job: retire
+                        self._idle.remove(inbox)
+                        return
+                continue  # a job is on its way: it was taken from the idle list
+            if job is None:
+                return
+            me.name = job.name
+            job.run()
+            with self._lock:
+                self._idle.append(inbox)
+
+
+_WORKERS = _Workers()
 
 
 # -- with / async with -------------------------------------------------------------
