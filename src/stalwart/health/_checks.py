@@ -236,7 +236,8 @@ def redis_check(url: str | None = None, *, client: Any = None) -> AsyncCheck | S
         ping = getattr(client, "ping", None)
         if not callable(ping):
             raise ConfigError("client", f"must be a redis-py client (with ping()), got {client!r}")
-        if inspect.iscoroutinefunction(ping):
+        # redis.asyncio's ping is a plain method returning a coroutine: look at the class too.
+        if inspect.iscoroutinefunction(ping) or type(client).__module__.startswith("redis.asyncio"):
 
             async def aping() -> bool:
                 return bool(await ping())
@@ -277,8 +278,10 @@ def sqlalchemy_pool_check(engine: Any, *, warn_at: float = DEFAULT_POOL_WARN_AT)
     ratio("warn_at", warn_at)
     sync_engine = getattr(engine, "sync_engine", engine)
     pool = getattr(sync_engine, "pool", None)
-    if pool is None or not callable(getattr(pool, "checkedout", None)):
-        raise ConfigError("engine", f"must be a SQLAlchemy Engine or AsyncEngine, got {engine!r}")
+    if pool is None or not callable(getattr(pool, "status", None)):
+        raise ConfigError(
+            "engine", f"must be a SQLAlchemy Engine or AsyncEngine, got {scrub(repr(engine))}"
+        )
 
     async def run() -> CheckResult:
         return judge_pool(pool, warn_at)
@@ -290,9 +293,9 @@ def judge_pool(pool: Any, warn_at: float) -> CheckResult:
     """The pool check's verdict on a pool's counters (pure: a read of the pool's state)."""
     kind = type(pool).__name__
     size = pool.size() if callable(getattr(pool, "size", None)) else None
+    if size is None or not callable(getattr(pool, "checkedout", None)):
+        return CheckResult.passed(pool=kind, status=str(pool.status()))
     checked_out = int(pool.checkedout())
-    if size is None:
-        return CheckResult.passed(pool=kind, checked_out=checked_out)
     max_overflow = int(getattr(pool, "_max_overflow", 0))
     overflow = max(0, int(pool.overflow()))
     capacity = None if max_overflow < 0 else int(size) + max_overflow
