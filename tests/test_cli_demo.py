@@ -7,18 +7,21 @@ as the proxy's counter and the breaker's transitions would report them.
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 
 import pytest
+from rich.console import Console
 
-from stalwart.chaos import ChaosProxy, ProxyFaults
-from stalwart.cli._demo import _Run
+from stalwart.chaos import ProxyFaults
 from stalwart.cli._plan import MIN_DURATION, PHASES, UNPROTECTED_TIMEOUT_CAP, DemoPlan, Phase
 from stalwart.cli._report import phase_line, summary_lines, transition_line
 from stalwart.cli._stats import Outcome, SideStats, Tally, Timeline
+from stalwart.cli._upstream import Proxies
 from stalwart.cli._verdict import Summary, Transition, Verdict, judge, side_summary
-from stalwart.cli._view import QuietView
+from stalwart.cli._view import SideRow, Status, _table
 
 PLAN = DemoPlan.for_run(8)  # healthy 0-1.2 s, blackhole 1.2-4.4, reset 4.4-5.6, recovery 5.6-8
 DURATIONS = [MIN_DURATION, 6.0, 8.0, 20.0, 30.0, 600.0]
@@ -199,6 +202,7 @@ def test_calls_count_in_the_phase_they_started_in_even_when_they_end_after_a_swi
     assert stats.phases[Phase.RESET].worst_wait == pytest.approx(0.01)
     assert stats.phases[Phase.BLACKHOLE].failed_time == 2.5
     assert stats.worst_wait(13.0) == 2.5
+    assert (stats.run.failed, stats.run.worst_wait) == (2, 2.5)
 
 
 def test_a_side_summary_counts_requests_at_the_proxy_per_phase_and_what_the_upstream_saw() -> None:
@@ -370,45 +374,60 @@ def test_json_lists_the_phases_with_their_faults_and_the_outage_window() -> None
     assert "proxy" in data["counting"]
 
 
+def test_the_live_view_names_the_current_fault_and_the_requests_each_proxy_counted() -> None:
+    stats = SideStats()
+    rows = (
+        SideRow.of("protected", stats, 0.0, "open", 12),
+        SideRow.of("unprotected", stats, 0.0, None, 40),
+    )
+    for phase, name in zip(PHASES, ["healthy", "blackhole", "reset", "recovered"], strict=True):
+        out = io.StringIO()
+        Console(file=out, width=160).print(_table(Status(PLAN, 2.0, phase, rows)))
+        text = out.getvalue()
+        assert f"fault: {name} (" in text
+        assert re.search(r"protected\s*│\s*open\s*│\s*12\s*│", text), text
+
+
 # -- switching the proxies ------------------------------------------------------------------
 
 
 def test_switching_a_phase_reads_each_proxy_s_counter_then_sets_its_faults() -> None:
     async def main() -> list[tuple[ProxyFaults, ProxyFaults]]:
         server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
-        upstream = server.sockets[0].getsockname()[:2]
         seen = []
         try:
-            async with ChaosProxy(upstream) as one, ChaosProxy(upstream) as two:
-                stats = {"protected": SideStats(), "unprotected": SideStats()}
-                sent = {"protected": Tally(), "unprotected": Tally()}
-                run = _Run(
-                    PLAN,
-                    0.0,
-                    QuietView(),
-                    stats,
-                    sent,
-                    Timeline(),
-                    {"protected": one, "unprotected": two},
-                )
+            async with Proxies(server.sockets[0].getsockname()[:2], ("a", "b")) as proxies:
                 for phase in PHASES:
-                    run.switch(phase, PLAN.phase_start(phase))
-                    seen.append((one.faults, two.faults))
-                    assert stats["protected"].phase is phase
-                assert run.timeline.started == {p: PLAN.phase_start(p) for p in PHASES}
-                assert [at for at, _ in sent["unprotected"].marks] == [
-                    PLAN.phase_start(p) for p in PHASES
-                ]
+                    proxies.switch(phase, PLAN.phase_start(phase))
+                    seen.append((proxies.faults("a"), proxies.faults("b")))
+                    if phase is Phase.HEALTHY:  # one request through a's proxy
+                        _, writer = await asyncio.open_connection(*_address(proxies.url("a")))
+                        writer.close()
+                        await _until(lambda: proxies.total("a") == 1)
+                for side in ("a", "b"):
+                    assert [at for at, _ in proxies.sent[side].marks] == [
+                        PLAN.phase_start(p) for p in PHASES
+                    ]
+                assert proxies.sent["a"].between(0.0, PLAN.phase_start(Phase.BLACKHOLE)) == 1
+                assert proxies.sent["b"].between(0.0, PLAN.duration) == 0
         finally:
             server.close()
             await server.wait_closed()
         return seen
 
     seen = asyncio.run(asyncio.wait_for(main(), 10))
-    expected = [
-        ProxyFaults(),
-        ProxyFaults(blackhole=True),
-        ProxyFaults(reset=True),
-        ProxyFaults(),
-    ]
+    expected = [ProxyFaults(), ProxyFaults(blackhole=True), ProxyFaults(reset=True), ProxyFaults()]
     assert seen == [(faults, faults) for faults in expected]
+
+
+def _address(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").split("/")[0].split(":")
+    return host, int(port)
+
+
+async def _until(done: Callable[[], bool]) -> None:
+    for _ in range(200):  # 2 s at most
+        if done():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")

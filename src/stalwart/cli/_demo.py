@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import signal
 import sys
@@ -14,12 +13,11 @@ from dataclasses import dataclass
 from rich.console import Console
 
 from .. import CircuitBreaker, Event, StateTransition
-from ..chaos import ChaosProxy
 from ._callers import Call, make_client, protected_call, unprotected_call, work
 from ._plan import PHASES, DemoPlan, Phase
 from ._report import phase_line, summary_lines, transition_line
-from ._stats import SideStats, Tally, Timeline
-from ._upstream import PATH, Upstream
+from ._stats import SideStats, Timeline
+from ._upstream import Proxies, Upstream
 from ._verdict import Summary, Transition, judge, side_summary
 from ._view import LineView, LiveView, QuietView, SideRow, Status, View
 
@@ -79,7 +77,6 @@ async def run_demo(
     view = view or QuietView()
     stop = stop or asyncio.Event()
     stats = {side: SideStats() for side in SIDES}
-    sent = {side: Tally() for side in SIDES}
     timeline = Timeline()
     transitions: list[Transition] = []
     breaker = CircuitBreaker(
@@ -101,18 +98,9 @@ async def run_demo(
         async with (
             Upstream(plan.upstream_latency, origin) as upstream,
             # One proxy per side, so each side's requests are counted on their own.
-            ChaosProxy(upstream.address, name="demo-protected") as protected_proxy,
-            ChaosProxy(upstream.address, name="demo-unprotected") as unprotected_proxy,
+            Proxies(upstream.address, SIDES) as proxies,
         ):
-            run = _Run(
-                plan,
-                origin,
-                view,
-                stats,
-                sent,
-                timeline,
-                {"protected": protected_proxy, "unprotected": unprotected_proxy},
-            )
+            run = _Run(plan, origin, view, stats, timeline, proxies)
 
             def on_transition(event: Event) -> None:
                 assert isinstance(event, StateTransition)
@@ -121,7 +109,7 @@ async def run_demo(
                 )
                 transitions.append(moved)
                 # Read the proxy's counter now, so the recovery periods count exactly.
-                sent["protected"].mark(moved.at, protected_proxy.stats().total)
+                proxies.read(moved.at, "protected")
                 phase = timeline.phase_at(moved.at) or Phase.HEALTHY
                 view.event(transition_line(moved, phase.value))
 
@@ -129,8 +117,8 @@ async def run_demo(
             workers = _start_workers(
                 plan,
                 stats,
-                protected_call(breaker, protected_client, _url(protected_proxy)),
-                unprotected_call(unprotected_client, _url(unprotected_proxy)),
+                protected_call(breaker, protected_client, proxies.url("protected")),
+                unprotected_call(unprotected_client, proxies.url("unprotected")),
             )
             try:
                 end = await _watch(run, breaker, workers, stop)
@@ -144,11 +132,6 @@ async def run_demo(
     return summary
 
 
-def _url(proxy: ChaosProxy) -> str:
-    host, port = proxy.address
-    return f"http://{host}:{port}{PATH}"
-
-
 @dataclass(frozen=True, slots=True)
 class _Run:
     """What the watch loop and the conclusion share for one run."""
@@ -157,22 +140,15 @@ class _Run:
     origin: float
     view: View
     stats: dict[str, SideStats]
-    sent: dict[str, Tally]
-    """Each side's proxy's accepted connections, read at every phase switch."""
     timeline: Timeline
-    proxies: dict[str, ChaosProxy]
+    proxies: Proxies
 
     def switch(self, phase: Phase, now: float) -> None:
-        """Put the proxies in ``phase``'s faults; the counters are read just before."""
+        """Put the proxies in ``phase``'s faults and count what comes next in ``phase``."""
         at = now - self.origin
-        faults = phase.proxy_faults
-        for side, proxy in self.proxies.items():
-            self.sent[side].mark(at, proxy.stats().total)
-            if any(faults.values()):
-                proxy.set(**faults)
-            else:
-                proxy.clear()
-            self.stats[side].phase = phase
+        self.proxies.switch(phase, at)
+        for stats in self.stats.values():
+            stats.phase = phase
         self.timeline.begin(phase, at)
         self.view.event(phase_line(self.plan, phase, at))
 
@@ -201,19 +177,18 @@ def _conclude(
 ) -> Summary:
     plan, elapsed = run.plan, end - run.origin
     final_state = breaker.state.value
-    for side, proxy in run.proxies.items():
-        run.sent[side].mark(elapsed, proxy.stats().total)
+    run.proxies.read(elapsed)
     sides = {
         side: side_summary(
             run.stats[side],
             end,
             elapsed=elapsed,
-            sent=run.sent[side],
+            sent=run.proxies.sent[side],
             timeline=run.timeline,
             upstream_saw=[at for at, who in upstream.seen if who == side],
-            proxy=dataclasses.asdict(proxy.stats()),
+            proxy=run.proxies.stats(side),
         )
-        for side, proxy in run.proxies.items()
+        for side in SIDES
     }
     host, port = upstream.address
     return Summary(
@@ -231,7 +206,7 @@ def _conclude(
             plan,
             run.timeline,
             elapsed,
-            run.sent["protected"],
+            run.proxies.sent["protected"],
             transitions,
             final_state,
             sides["protected"].worst_wait,
@@ -258,21 +233,15 @@ async def _watch(
         while phase is not due:
             phase = PHASES[0 if phase is None else PHASES.index(phase) + 1]
             run.switch(phase, now)
-        rows = (
+        rows = tuple(
             SideRow.of(
-                "protected",
-                run.stats["protected"],
+                side,
+                run.stats[side],
                 now,
-                breaker.state.value,
-                run.proxies["protected"].stats().total,
-            ),
-            SideRow.of(
-                "unprotected",
-                run.stats["unprotected"],
-                now,
-                None,
-                run.proxies["unprotected"].stats().total,
-            ),
+                breaker.state.value if side == "protected" else None,
+                run.proxies.total(side),
+            )
+            for side in SIDES
         )
         run.view.update(Status(plan, elapsed, phase, rows))
         # Wake at the phase boundary too, so the faults switch when the phase changes.

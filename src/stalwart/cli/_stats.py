@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ._plan import PHASES, Phase
 
-__all__ = ("Outcome", "PhaseStats", "SideStats", "Tally", "Timeline", "percentile")
+__all__ = ("Outcome", "Outcomes", "SideStats", "Tally", "Timeline", "percentile")
 
 
 class Outcome(enum.Enum):
@@ -32,18 +32,26 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 @dataclass(slots=True)
-class PhaseStats:
-    """The calls of one side that started in one phase, once they ended."""
+class Outcomes:
+    """How a set of calls ended: the whole run's, or those that started in one phase."""
 
     answered: int = 0
     failed: int = 0
     rejected: int = 0
     worst_wait: float = 0.0
+    """The longest a finished call waited."""
     failed_time: float = 0.0
+    """Seconds spent in calls that failed: time lost to the failing upstream."""
 
-    @property
-    def ended(self) -> int:
-        return self.answered + self.failed + self.rejected
+    def record(self, waited: float, outcome: Outcome) -> None:
+        self.worst_wait = max(self.worst_wait, waited)
+        if outcome is Outcome.REJECTED:
+            self.rejected += 1
+        elif outcome is Outcome.ANSWERED:
+            self.answered += 1
+        else:
+            self.failed += 1
+            self.failed_time += waited
 
 
 @dataclass(slots=True)
@@ -51,19 +59,15 @@ class SideStats:
     """Counters of one side. Touched only from the event loop's thread."""
 
     calls: int = 0
-    answered: int = 0
-    failed: int = 0
-    rejected: int = 0
+    run: Outcomes = field(default_factory=Outcomes)
+    phases: dict[Phase, Outcomes] = field(
+        default_factory=lambda: {phase: Outcomes() for phase in PHASES}
+    )
+    """By the phase each call started in."""
     durations: list[float] = field(default_factory=list)
     """Seconds taken by each call that reached for the upstream (answered or failed)."""
-    worst_finished: float = 0.0
-    failed_time: float = 0.0
-    """Seconds the workers spent in calls that failed: time lost to the failing upstream."""
     phase: Phase = Phase.HEALTHY
     """The phase now: calls are counted in the phase they start in."""
-    phases: dict[Phase, PhaseStats] = field(
-        default_factory=lambda: {phase: PhaseStats() for phase in PHASES}
-    )
     _in_flight: dict[int, tuple[float, Phase]] = field(default_factory=dict)
     _tokens: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -76,22 +80,10 @@ class SideStats:
     def end(self, token: int, now: float, outcome: Outcome) -> None:
         start, phase = self._in_flight.pop(token)
         waited = now - start
-        self.worst_finished = max(self.worst_finished, waited)
-        in_phase = self.phases[phase]
-        in_phase.worst_wait = max(in_phase.worst_wait, waited)
-        if outcome is Outcome.REJECTED:
-            self.rejected += 1
-            in_phase.rejected += 1
-            return
-        self.durations.append(waited)
-        if outcome is Outcome.ANSWERED:
-            self.answered += 1
-            in_phase.answered += 1
-        else:
-            self.failed += 1
-            self.failed_time += waited
-            in_phase.failed += 1
-            in_phase.failed_time += waited
+        self.run.record(waited, outcome)
+        self.phases[phase].record(waited, outcome)
+        if outcome is not Outcome.REJECTED:
+            self.durations.append(waited)
 
     @property
     def in_flight(self) -> int:
@@ -100,7 +92,7 @@ class SideStats:
     def worst_wait(self, now: float) -> float:
         """The longest any caller waited, counting the calls still waiting at ``now``."""
         waiting = (now - start for start, _ in self._in_flight.values())
-        return max(self.worst_finished, *waiting, 0.0)
+        return max(self.run.worst_wait, *waiting, 0.0)
 
     def worst_wait_in(self, phase: Phase, now: float) -> float:
         """As :meth:`worst_wait`, for the calls that started in ``phase``."""

@@ -1,18 +1,25 @@
-"""The demo's upstream: a tiny, always healthy HTTP/1.1 server on loopback.
+"""The demo's upstream, a tiny always healthy HTTP/1.1 server on loopback, and the chaos
+proxies in front of it.
 
-It never fails on its own: the outage comes from the chaos proxies between it and the
-callers. It records every request it answers, with its side (the ``X-Stalwart-Side``
-header), so the report can show what really reached it.
+The upstream never fails on its own: the outage comes from the proxies, one per side, that
+the callers go through. It records every request it answers, with its side (the
+``X-Stalwart-Side`` header), so the report can show what really reached it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
+from collections.abc import Sequence
 from types import TracebackType
 
-__all__ = ("SIDE_HEADER", "Upstream")
+from ..chaos import ChaosProxy, ProxyFaults
+from ._plan import Phase
+from ._stats import Tally
+
+__all__ = ("SIDE_HEADER", "Proxies", "Upstream")
 
 SIDE_HEADER = "X-Stalwart-Side"
 PATH = "/api/torrents"
@@ -103,3 +110,60 @@ def _headers(head: bytes) -> dict[str, str]:
     lines = head.decode("latin-1").split("\r\n")[1:]
     pairs = (line.split(":", 1) for line in lines if ":" in line)
     return {name.strip().lower(): value.strip() for name, value in pairs}
+
+
+class Proxies:
+    """One ChaosProxy per side in front of ``upstream``, and each one's counter readings.
+
+    A side's proxy accepts one connection per request (the callers do not keep connections
+    alive), so its ``stats().total`` counts that side's requests, including those the
+    faults swallow. :meth:`read` records it at a given moment into the side's Tally.
+    """
+
+    def __init__(self, upstream: tuple[str, int], sides: Sequence[str]) -> None:
+        self._proxies = {side: ChaosProxy(upstream, name=f"demo-{side}") for side in sides}
+        self.sent = {side: Tally() for side in sides}
+        """Each side's accepted connections, read at the moments :meth:`read` was called."""
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Proxies:
+        async with contextlib.AsyncExitStack() as stack:
+            for proxy in self._proxies.values():
+                await stack.enter_async_context(proxy)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.aclose()
+
+    def url(self, side: str) -> str:
+        host, port = self._proxies[side].address
+        return f"http://{host}:{port}{PATH}"
+
+    def total(self, side: str) -> int:
+        """Requests ``side`` sent so far."""
+        return self._proxies[side].stats().total
+
+    def stats(self, side: str) -> dict[str, int]:
+        return dataclasses.asdict(self._proxies[side].stats())
+
+    def read(self, at: float, side: str | None = None) -> None:
+        """Record the counter of ``side`` (default: every side) as of ``at``."""
+        for each in self._proxies if side is None else (side,):
+            self.sent[each].mark(at, self.total(each))
+
+    def switch(self, phase: Phase, at: float) -> None:
+        """Read every counter, then put every proxy in ``phase``'s faults."""
+        self.read(at)
+        faults = phase.proxy_faults
+        for proxy in self._proxies.values():
+            if any(faults.values()):
+                proxy.set(**faults)
+            else:
+                proxy.clear()
+
+    def faults(self, side: str) -> ProxyFaults:
+        """The faults ``side``'s proxy applies now."""
+        return self._proxies[side].faults

@@ -161,14 +161,14 @@ def side_summary(
         )
     return SideSummary(
         calls=stats.calls,
-        answered=stats.answered,
-        failed=stats.failed,
-        rejected=stats.rejected,
+        answered=stats.run.answered,
+        failed=stats.run.failed,
+        rejected=stats.run.rejected,
         in_flight_at_end=stats.in_flight,
         p50=percentile(stats.durations, 50),
         p99=percentile(stats.durations, 99),
         worst_wait=stats.worst_wait(now),
-        failed_time=stats.failed_time,
+        failed_time=stats.run.failed_time,
         phases=phases,
         proxy=proxy,
     )
@@ -281,8 +281,8 @@ def judge(
             f"the breaker closed at {closed_in_outage[0].at:.2f} s while the proxy still "
             "failed calls"
             if closed_in_outage
-            else f"the breaker stayed open through the faults: {probes} probe(s), each failed "
-            "and reopened it"
+            else f"the breaker stayed open through the faults: {probes} probe(s) let through, "
+            "none succeeded"
             if in_outage
             else "the breaker never opened, so it could not stay open",
         ),
