@@ -11,6 +11,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from .. import __version__
@@ -34,7 +35,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command(
             args.listen, args.upstream, control=args.control, name=args.name, seed=args.seed
         )
+    if args.command == "serve":
+        return _serve(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse only allows known ones
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from ._serve import command
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("yaml", "uvicorn", "httpx"):
+            raise
+        print(
+            f"stalwart serve needs the 'web' extra ({exc.name} is missing): "
+            "pip install 'stalwart[web]'",
+            file=sys.stderr,
+        )
+        return EXIT_MISSING_EXTRA
+    return command(args.config, listen=args.listen, check_only=args.check)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -133,6 +151,28 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="seed for the jitter draws, so a run repeats",
+    )
+    serve = commands.add_parser(
+        "serve",
+        help="the ops app (health, breakers, metrics) for checks described in a YAML file",
+        description=(
+            "Run the checks CONFIG describes in the background and serve /health (with "
+            "/health/live, /health/ready, /health/detailed), /breakers, /metrics and /events "
+            "with uvicorn until SIGINT or SIGTERM. Every key of the file is checked first: a "
+            "bad one is an error naming it (exit 2). See examples/ops.yaml."
+        ),
+    )
+    serve.add_argument("config", type=Path, metavar="CONFIG.yaml", help="the checks to run")
+    serve.add_argument(
+        "--listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="where to serve, overriding the file's 'listen' (default 127.0.0.1:8080)",
+    )
+    serve.add_argument(
+        "--check",
+        action="store_true",
+        help="only check the file and print what would be served (secrets masked)",
     )
     return parser
 
