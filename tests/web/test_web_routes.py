@@ -13,8 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 import stalwart
 from stalwart import CircuitBreaker, CircuitOpenError
 from stalwart.health import HealthRegistry
+from stalwart.metrics import PrometheusMetrics
 from stalwart.web import OpsApp, ops_app
-from stalwart.web._core import wants_ietf
+from stalwart.web._core import HEALTH_JSON, wants_ietf
 from web.support import KEY, SECRET_DSN, Serve
 
 
@@ -58,12 +59,6 @@ def app(health: HealthRegistry) -> Iterator[OpsApp]:
     ops = ops_app(health=health, api_key=KEY, service_id="orders-api")
     yield ops
     ops.close()
-
-
-@pytest.fixture
-def client(app: OpsApp, serve: Serve) -> Iterator[httpx.Client]:
-    with serve(app) as url, httpx.Client(base_url=url, timeout=5) as http:
-        yield http
 
 
 def test_health_is_200_with_the_seed_003_summary_while_checks_pass(client: httpx.Client) -> None:
@@ -330,3 +325,50 @@ def test_run_checks_runs_the_registry_for_the_servers_lifetime(serve: Serve) -> 
 
 def _fail() -> None:
     raise OSError("down")
+
+
+def test_without_a_registry_the_app_reports_an_empty_healthy_service(serve: Serve) -> None:
+    app = ops_app(metrics=False, service_id="bare")
+    with serve(app) as url:
+        summary = httpx.get(f"{url}/health", timeout=5).json()
+        ietf = httpx.get(f"{url}/health", headers={"Accept": HEALTH_JSON}, timeout=5).json()
+    app.close()
+    assert summary["status"] == "healthy"
+    assert summary["services"]["total"] == 0
+    assert ietf["serviceId"] == "bare"
+
+
+def test_metrics_of_your_own_are_served_and_left_running_on_close(
+    health: HealthRegistry, serve: Serve
+) -> None:
+    with PrometheusMetrics(prefix="shop") as metrics:
+        app = ops_app(health=health, metrics=metrics)
+        stalwart.circuit_breaker("db").call(lambda: None)
+        with serve(app) as url:
+            text = httpx.get(f"{url}/metrics", timeout=5).text
+        app.close()
+        assert 'shop_circuitbreaker_calls_seconds_count{kind="successful",name="db"} 1.0' in text
+        stalwart.circuit_breaker("db").call(lambda: None)
+        assert b'kind="successful",name="db"} 2.0' in metrics.exposition()[0]
+
+
+@pytest.mark.parametrize(
+    ("field", "options"),
+    [
+        ("cache_max_age", {"cache_max_age": -1}),
+        ("cache_max_age", {"cache_max_age": "5"}),
+        ("service_id", {"service_id": 3}),
+        ("metrics", {"metrics": "yes"}),
+        ("run_checks", {"run_checks": "yes"}),
+        ("heartbeat", {"heartbeat": 0}),
+        ("max_event_queue", {"max_event_queue": 0}),
+        ("max_event_clients", {"max_event_clients": 1.5}),
+        ("breakers", {"breakers": 42}),
+    ],
+)
+def test_bad_app_settings_name_the_field(
+    health: HealthRegistry, field: str, options: dict[str, Any]
+) -> None:
+    with pytest.raises(stalwart.ConfigError) as err:
+        ops_app(health=health, **options)
+    assert err.value.field == field

@@ -41,12 +41,6 @@ def app(health: HealthRegistry) -> Iterator[OpsApp]:
     ops.close()
 
 
-@pytest.fixture
-def client(app: OpsApp, serve: Serve) -> Iterator[httpx.Client]:
-    with serve(app) as url, httpx.Client(base_url=url, timeout=5) as http:
-        yield http
-
-
 def test_reset_without_a_key_is_401_with_a_bearer_challenge(client: httpx.Client) -> None:
     response = client.post(RESET)
     assert response.status_code == 401

@@ -9,6 +9,7 @@ from typing import Any
 
 from .._breaker import CircuitBreaker
 from .._errors import ConfigError
+from .._validate import whole
 from ._core import (
     DEFAULT_CACHE_MAX_AGE,
     MAX_BODY,
@@ -238,6 +239,8 @@ def ops_app(
         health = HealthRegistry(name=service_id or "stalwart")
     if not isinstance(run_checks, bool):
         raise ConfigError("run_checks", f"must be True or False, got {run_checks!r}")
+    whole("max_event_queue", max_event_queue)  # named as the caller wrote them
+    whole("max_event_clients", max_event_clients)
     events = EventStream(
         health=health if callable(getattr(health, "remove_listener", None)) else None,
         max_queue=max_event_queue,
