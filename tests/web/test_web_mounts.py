@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -144,3 +145,30 @@ def test_flask_blueprint_refuses_an_app_and_options_together(ops: OpsApp) -> Non
 
 def _fail() -> None:
     raise OSError("down")
+
+
+def test_flask_event_clients_that_leave_are_unsubscribed(ops: OpsApp, wsgi: Serve) -> None:
+    app = flask.Flask("shop")
+    app.register_blueprint(flask_blueprint(ops), url_prefix="/ops")
+    stream = ops.events
+    assert stream is not None
+    with wsgi(app) as url:
+        with httpx.Client(timeout=WAIT) as client, client.stream("GET", f"{url}/ops/events") as r:
+            chunks = r.iter_raw()
+            assert b"connected" in next(chunks)
+            assert stream.clients == 1
+        # A blocking server notices a gone client at its next write: the next heartbeat.
+        deadline = time.monotonic() + WAIT
+        while stream.clients and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert stream.clients == 0
+
+
+def test_flask_head_answers_like_get_without_a_body(ops: OpsApp, wsgi: Serve) -> None:
+    app = flask.Flask("shop")
+    app.register_blueprint(flask_blueprint(ops), url_prefix="/ops")
+    with wsgi(app) as url:
+        response = httpx.head(f"{url}/ops/health", timeout=WAIT)
+    assert response.status_code == 503
+    assert response.content == b""
+    assert int(response.headers["content-length"]) > 0
