@@ -6,19 +6,25 @@ The demo runs once (8 s) through ``stalwart.cli.main``; the tests read its JSON 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import io
 import json
 import subprocess
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from stalwart.cli import main
+from stalwart.cli._callers import make_client
+from stalwart.cli._plan import Phase
+from stalwart.cli._upstream import Proxies, Upstream
 
 DURATION = 8
 PHASES = ["healthy", "blackhole", "reset", "recovery"]
@@ -160,6 +166,30 @@ def test_blackholed_callers_wait_for_their_timeouts(run: DemoRun) -> None:
     assert (
         unprotected["phases"]["blackhole"]["worst_wait_s"] >= 0.95 * unprotected["http_timeout_s"]
     )
+
+
+def test_a_call_whose_answer_the_blackhole_swallows_waits_for_its_timeout() -> None:
+    """The request went through before the blackhole, the answer comes after: the caller must
+    hit its timeout, as for any blackholed call, not fail at once on the upstream's hang-up."""
+
+    async def main() -> None:
+        origin = time.monotonic()
+        async with (
+            make_client(0.5, 1) as client,
+            Upstream(0.2, origin) as upstream,
+            Proxies(upstream.address, ["protected"]) as proxies,
+        ):
+            call = asyncio.create_task(client.get(proxies.url("protected")))
+            for _ in range(100):  # 1 s at most
+                if upstream.seen:
+                    break
+                await asyncio.sleep(0.01)
+            assert upstream.seen, "the request never reached the upstream"
+            proxies.switch(Phase.BLACKHOLE, time.monotonic() - origin)
+            with pytest.raises(httpx.ReadTimeout):
+                await call
+
+    asyncio.run(asyncio.wait_for(main(), 10))
 
 
 def test_the_run_leaks_no_sockets_or_transports(run: DemoRun) -> None:

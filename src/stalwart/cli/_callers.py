@@ -20,13 +20,15 @@ Call = Callable[[], Awaitable[None]]
 def make_client(timeout: float, workers: int) -> httpx.AsyncClient:
     """One connection pool per side, so a side stuck on hung connections cannot starve the other.
 
-    No keep-alive: every call opens its own connection, so the connections a side's chaos
-    proxy accepts are exactly the requests that side sent.
+    No keep-alive: the pool closes each connection after its response, so every call opens
+    its own and the connections a side's chaos proxy accepts are exactly the requests that
+    side sent. The pool closes them, not the server: a ``Connection: close`` header would
+    make the upstream hang up after answering, and a blackhole that swallowed the answer
+    would still pass that hang-up on, failing at once a call that should wait for its timeout.
     """
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout),
         limits=httpx.Limits(max_connections=workers, max_keepalive_connections=0),
-        headers={"Connection": "close"},
         trust_env=False,  # a proxy from the environment must not sit between us and loopback
     )
 
