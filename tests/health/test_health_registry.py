@@ -25,6 +25,7 @@ from stalwart.health import (
 from stalwart.health._registry import judge
 from stalwart.health._scheduler import Schedule
 from stalwart.testing import FakeClock
+from threads import run_threads, switching_threads_often
 
 HEALTHY, DEGRADED, UNHEALTHY = HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY
 POLL = 5.0  # seconds a bounded poll waits at most
@@ -669,3 +670,30 @@ def test_one_background_scheduler_at_a_time() -> None:
                 pass
 
     run(main())
+
+
+def test_reports_from_many_threads_stay_consistent_while_checks_run() -> None:
+    registry = HealthRegistry("api", history=5)
+    flip = Counter(True)
+
+    def flapping() -> bool:
+        flip.value = not flip.value
+        return bool(flip.value)
+
+    registry.add("flapping", flapping, interval=0.001, critical=False)
+    registry.add("steady", lambda: None, interval=0.001)
+
+    def reader(_: int) -> None:
+        for _ in range(300):
+            report = registry.report()
+            assert report.status in (HEALTHY, DEGRADED)
+            for snap in report.checks.values():
+                assert len(snap.history) <= 5
+                assert 0.0 <= snap.availability <= 1.0
+            report.detailed(redact=True)
+            report.ietf(redact=True)
+
+    with switching_threads_often(), registry.running_in_thread():
+        run_threads(4, reader)
+        wait_until(lambda: len(registry.get("flapping").history) == 5)
+    assert registry.get("steady").availability == 1.0
