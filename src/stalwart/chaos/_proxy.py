@@ -276,6 +276,8 @@ class _Tap(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.inner.connection_lost(exc)
+        if self.peer is not None:
+            self.peer._release()  # its bytes will find this side gone, through the pump
 
     def pause_writing(self) -> None:
         self.inner.pause_writing()  # the pump's drain() waits
