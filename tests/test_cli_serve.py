@@ -221,3 +221,16 @@ def wait_for_status(url: str, wanted: str, limit: float = 20.0) -> int:
             seen = body
         time.sleep(0.05)
     raise AssertionError(f"{url} never said {wanted!r}; last: {seen!r}")
+
+
+def test_serve_runs_in_process_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    # Importing stalwart.cli._serve must not shadow the dispatch (a function of that name
+    # on the package would be replaced by the submodule after the first run).
+    from stalwart.cli import main
+
+    for _ in range(2):
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in ENV.items():
+                patch.setenv(key, value)
+            assert main(["serve", str(EXAMPLE), "--check"]) == 0
+    assert capsys.readouterr().out.count('"service": "orders-api"') == 2

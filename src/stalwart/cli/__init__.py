@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``stalwart`` with ``argv`` (default: sys.argv[1:]); returns the exit status."""
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        return _demo(args)
+        return _run_demo(args)
     if args.command == "proxy":
         from ._proxy import command
 
@@ -36,11 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.listen, args.upstream, control=args.control, name=args.name, seed=args.seed
         )
     if args.command == "serve":
-        return _serve(args)
+        return _run_serve(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse only allows known ones
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _run_serve(args: argparse.Namespace) -> int:
     try:
         from ._serve import command
     except ModuleNotFoundError as exc:
@@ -55,7 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
     return command(args.config, listen=args.listen, check_only=args.check)
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _run_demo(args: argparse.Namespace) -> int:
     try:
         from ._demo import command
     except ModuleNotFoundError as exc:
