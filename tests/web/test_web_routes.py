@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -372,3 +374,42 @@ def test_bad_app_settings_name_the_field(
     with pytest.raises(stalwart.ConfigError) as err:
         ops_app(health=health, **options)
     assert err.value.field == field
+
+
+def test_breakers_attached_to_checks_are_listed_even_when_not_named(
+    health: HealthRegistry, serve: Serve
+) -> None:
+    health.add("payments", lambda: True, breaker=CircuitBreaker("payments-api"))
+    with PrometheusMetrics(health=health) as metrics:
+        app = ops_app(health=health, metrics=metrics)
+        with serve(app) as url:
+            listing = httpx.get(f"{url}/breakers", timeout=5).json()["breakers"]
+            one = httpx.get(f"{url}/breakers/payments-api", timeout=5)
+            text = httpx.get(f"{url}/metrics", timeout=5).text
+        app.close()
+    assert "payments-api" in listing
+    assert one.status_code == 200
+    assert 'stalwart_circuitbreaker_state{name="payments-api",state="closed"} 1.0' in text
+
+
+def test_without_prometheus_client_the_app_runs_and_metrics_are_404() -> None:
+    script = """
+import asyncio, sys
+sys.modules["prometheus_client"] = None  # as if the extra were not installed
+from stalwart.web import ops_app
+app = ops_app()
+sent = []
+async def receive():
+    return {"type": "http.request", "body": b""}
+async def send(message):
+    sent.append(message)
+scope = {"type": "http", "method": "GET", "path": "/metrics", "headers": []}
+asyncio.run(app(scope, receive, send))
+assert app.metrics is None
+print(sent[0]["status"])
+"""
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "404"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -20,7 +20,6 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from .._breaker import CircuitBreaker, circuit_breakers
 from .._errors import ConfigError
 from .._events import (
     CallFailed,
@@ -33,6 +32,7 @@ from .._events import (
 )
 from .._retry import RetryAttempt, RetryGaveUp
 from .._types import State
+from ..web._sources import BreakerSource, breakers_of
 
 __all__ = (
     "DEFAULT_BUCKETS",
@@ -78,32 +78,6 @@ class HealthSnapshots(Protocol):
     def get(self, name: str) -> Any: ...
 
 
-BreakerSource = Mapping[str, CircuitBreaker] | Iterable[CircuitBreaker]
-
-
-def breakers_of(source: Any) -> Callable[[], list[CircuitBreaker]]:
-    """A function listing the breakers to report, read afresh at each use.
-
-    ``None`` means the process-wide named breakers (``stalwart.circuit_breakers``); a
-    mapping is read at each call (so breakers added later appear); any other iterable is
-    taken once.
-    """
-    if source is None:
-        source = circuit_breakers
-    if isinstance(source, Mapping):
-        mapping = source
-        return lambda: [b for b in list(mapping.values()) if isinstance(b, CircuitBreaker)]
-    if isinstance(source, str | bytes) or not isinstance(source, Iterable):
-        raise ConfigError(
-            "breakers", f"must be a mapping or an iterable of CircuitBreaker, got {source!r}"
-        )
-    fixed = list(source)
-    for item in fixed:
-        if not isinstance(item, CircuitBreaker):
-            raise ConfigError("breakers", f"must hold CircuitBreaker objects, got {item!r}")
-    return lambda: fixed
-
-
 class PrometheusMetrics:
     """stalwart's metrics in a prometheus-client registry.
 
@@ -135,7 +109,7 @@ class PrometheusMetrics:
             raise ConfigError("buckets", f"must be positive numbers of seconds, got {bounds!r}")
         self.registry = CollectorRegistry() if registry is None else registry
         self.prefix = prefix
-        self._breakers = breakers_of(breakers)
+        self._breakers = breakers_of(breakers, health)
         self._health = health
         self._lock = threading.Lock()
         self._installed = False
@@ -255,11 +229,7 @@ class _StateCollector(Collector):
             "Failed / decided calls (0..1) in the breaker's window; absent below minimum_calls.",
             labels=("name",),
         )
-        seen: set[str] = set()
         for breaker in owner._breakers():
-            if breaker.name in seen:
-                continue
-            seen.add(breaker.name)
             snap = breaker.snapshot()
             for value in _STATES:
                 state.add_metric((breaker.name, value), 1.0 if snap.state.value == value else 0.0)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._breaker import CircuitBreaker
 from .._errors import ConfigError
 from .._validate import whole
 from ._core import (
@@ -19,6 +18,7 @@ from ._core import (
     Response,
     problem,
 )
+from ._sources import BreakerSource, breakers_of
 from ._stream import (
     DEFAULT_HEARTBEAT,
     DEFAULT_MAX_CLIENTS,
@@ -212,7 +212,7 @@ async def _send(send: Send, response: Response, *, head: bool) -> None:
 def ops_app(
     *,
     health: HealthSource | None = None,
-    breakers: Mapping[str, CircuitBreaker] | Iterable[CircuitBreaker] | None = None,
+    breakers: BreakerSource | None = None,
     api_key: str | None = None,
     cache_max_age: float = DEFAULT_CACHE_MAX_AGE,
     service_id: str | None = None,
@@ -231,8 +231,6 @@ def ops_app(
     :class:`stalwart.metrics.PrometheusMetrics` (needs prometheus-client; the app then
     listens to every breaker's calls), a ``PrometheusMetrics`` of yours, or False.
     """
-    from ..metrics._prometheus import breakers_of
-
     if health is None:
         from ..health import HealthRegistry
 
@@ -249,7 +247,7 @@ def ops_app(
     )
     core = OpsCore(
         health=health,
-        breakers=breakers_of(breakers),
+        breakers=breakers_of(breakers, health),
         api_key=api_key,
         cache_max_age=cache_max_age,
         service_id=service_id,

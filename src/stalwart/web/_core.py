@@ -385,10 +385,8 @@ def breaker_payload(breaker: CircuitBreaker) -> dict[str, Any]:
 
 
 def _breakers(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
-    seen: dict[str, dict[str, Any]] = {}
-    for breaker in core.breakers():
-        seen.setdefault(breaker.name, breaker_payload(breaker))
-    return Response.json(200, {"breakers": seen}, headers=[("cache-control", "no-store")])
+    listing = {breaker.name: breaker_payload(breaker) for breaker in core.breakers()}
+    return Response.json(200, {"breakers": listing}, headers=[("cache-control", "no-store")])
 
 
 def _breaker(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
