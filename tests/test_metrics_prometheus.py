@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 
@@ -11,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import stalwart
 from stalwart import Bulkhead, BulkheadFullError, CircuitBreaker, CircuitOpenError, ConfigError
+from stalwart.health import HealthRegistry
 from stalwart.metrics import PrometheusMetrics
 from stalwart.testing import FakeClock
 
@@ -190,3 +192,25 @@ def test_bad_settings_name_the_field(field: str, options: dict[str, object]) -> 
     with pytest.raises(ConfigError) as err:
         PrometheusMetrics(**options)  # type: ignore[arg-type]
     assert err.value.field == field
+
+
+def test_health_checks_report_their_status_and_last_duration() -> None:
+    clock = FakeClock()
+    registry = HealthRegistry("orders", clock=clock)
+
+    def slow() -> bool:
+        clock.advance(0.25)
+        return True
+
+    def down() -> bool:
+        raise ConnectionError("refused")
+
+    registry.add("database", slow)
+    registry.add("cache", down, critical=False)
+    metrics = PrometheusMetrics(health=registry)
+    assert value(metrics, "stalwart_health_check_duration_seconds", name="database") is None
+    asyncio.run(registry.run_once())
+    assert value(metrics, "stalwart_health_check_status", name="database") == 1
+    assert value(metrics, "stalwart_health_check_status", name="cache") == 0
+    duration = value(metrics, "stalwart_health_check_duration_seconds", name="database")
+    assert duration == pytest.approx(0.25)
