@@ -66,6 +66,10 @@ def check_mounted(url: str) -> None:
         authed = {"Authorization": f"Bearer {KEY}"}
         reset = client.post("/health/services/database/reset", headers=authed)
         assert reset.status_code == 200
+        bad = client.post("/health/services/database/reset", headers=authed, content=b"{")
+        assert (bad.status_code, bad.json()["status"]) == (400, 400)
+        big = client.post("/health/services/database/reset", headers=authed, content=b" " * 70_000)
+        assert big.status_code == 413
         metrics = client.get("/metrics")
         names = {f.name for f in text_string_to_metric_families(metrics.text)}
         assert "stalwart_circuitbreaker_state" in names

@@ -52,7 +52,7 @@ def flask_blueprint(
             method=request.method.upper(),
             path=path,
             headers=_headers(request.headers.items()),
-            body=request.get_data(cache=False)[: MAX_BODY + 1],
+            body=request.stream.read(MAX_BODY + 1),  # bounded, even when chunked
             root_path=root.rstrip("/"),
         )
         response = core.handle(ours)
