@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -46,6 +47,20 @@ class Frames:
         return fields["event"], json.loads(fields["data"])
 
 
+@contextmanager
+def subscribed(app: OpsApp, serve: Serve) -> Iterator[Frames]:
+    """An /events stream of ``app`` under uvicorn, past its first bytes (so subscribed)."""
+    with (
+        serve(app) as url,
+        httpx.Client(timeout=WAIT) as client,
+        client.stream("GET", f"{url}/events") as response,
+    ):
+        assert response.headers["content-type"] == "text/event-stream"
+        frames = Frames(response)
+        assert frames.next() == HELLO
+        yield frames
+
+
 @pytest.fixture
 def health() -> HealthRegistry:
     return HealthRegistry(name="orders")
@@ -60,14 +75,7 @@ def app(health: HealthRegistry) -> Iterator[OpsApp]:
 
 def test_a_breaker_transition_arrives_as_it_happens(app: OpsApp, serve: Serve) -> None:
     breaker = stalwart.circuit_breaker("qbittorrent", failure_threshold=1)
-    with (
-        serve(app) as url,
-        httpx.Client(timeout=WAIT) as client,
-        client.stream("GET", f"{url}/events") as response,
-    ):
-        assert response.headers["content-type"] == "text/event-stream"
-        frames = Frames(response)
-        assert frames.next() == HELLO  # subscribed from here on
+    with subscribed(app, serve) as frames:
         with pytest.raises(OSError):
             breaker.call(_fail)
         kind, data = frames.event()
@@ -77,13 +85,7 @@ def test_a_breaker_transition_arrives_as_it_happens(app: OpsApp, serve: Serve) -
 
 
 def test_quiet_streams_get_heartbeat_comments(app: OpsApp, serve: Serve) -> None:
-    with (
-        serve(app) as url,
-        httpx.Client(timeout=WAIT) as client,
-        client.stream("GET", f"{url}/events") as response,
-    ):
-        frames = Frames(response)
-        assert frames.next() == HELLO
+    with subscribed(app, serve) as frames:
         assert frames.next() == HEARTBEAT
 
 
@@ -99,13 +101,7 @@ def test_health_changes_are_streamed_and_redacted_without_the_key(
 
     health.add("database", database, critical=True)
     asyncio.run(health.run_once())
-    with (
-        serve(app) as url,
-        httpx.Client(timeout=WAIT) as client,
-        client.stream("GET", f"{url}/events") as anonymous,
-    ):
-        frames = Frames(anonymous)
-        assert frames.next() == HELLO
+    with subscribed(app, serve) as frames:
         up["value"] = False
         asyncio.run(health.run_once())
         kind, data = frames.event()
