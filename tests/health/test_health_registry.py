@@ -697,3 +697,48 @@ def test_reports_from_many_threads_stay_consistent_while_checks_run() -> None:
         run_threads(4, reader)
         wait_until(lambda: len(registry.get("flapping").history) == 5)
     assert registry.get("steady").availability == 1.0
+
+
+def test_while_running_a_check_with_no_completed_run_for_too_long_shows_as_stale(
+    clock: FakeClock,
+) -> None:
+    registry = HealthRegistry("api", clock=clock)
+    runs: list[int] = []
+
+    async def first_run_only() -> None:
+        runs.append(1)
+        if len(runs) > 1:  # a later run, if the scheduler starts one, never ends here
+            await asyncio.Event().wait()
+
+    registry.add("db", first_run_only, interval=10.0, timeout=2.0)
+    with registry.running_in_thread():
+        wait_until(lambda: not registry.get("db").pending)
+        clock.advance(24.0)  # 2 x (interval + timeout): still within the limit
+        assert registry.get("db").status is HEALTHY
+        clock.advance(0.5)
+        snap = registry.get("db")
+        assert snap.status is UNHEALTHY
+        assert snap.error == "stale: no run has completed for 24.5 s (limit 24 s)"
+        assert registry.report().status is UNHEALTHY
+    # Without a scheduler, cached results are just old: run_once users decide when to run.
+    assert registry.get("db").status is HEALTHY
+
+
+def test_a_check_that_blocks_the_schedulers_loop_shows_as_stale() -> None:
+    registry = HealthRegistry("api")
+    blocking, release = threading.Event(), threading.Event()
+
+    async def blocks_the_loop() -> None:
+        if not release.is_set():
+            blocking.set()
+            release.wait(POLL)  # sync code in an async check: nothing can cancel it
+
+    registry.add("bad", blocks_the_loop, interval=0.02, timeout=0.05)
+    registry.add("good", lambda: None, interval=0.02, timeout=0.05, critical=False)
+    with registry.running_in_thread():
+        wait_until(blocking.is_set)
+        wait_until(lambda: registry.report().status is UNHEALTHY)
+        for name in ("bad", "good"):  # the whole loop is stuck, so every check is
+            wait_until(lambda name=name: (registry.get(name).error or "").startswith("stale"))
+        release.set()
+        wait_until(lambda: registry.report().status is HEALTHY)

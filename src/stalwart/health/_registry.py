@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import MappingProxyType, TracebackType
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from .._breaker import CircuitBreaker
 from .._clock import Clock
@@ -48,6 +48,7 @@ __all__ = (
     "DEFAULT_HISTORY",
     "DEFAULT_INTERVAL",
     "DEFAULT_TIMEOUT",
+    "STALE_AFTER",
     "CheckCompleted",
     "CheckConfig",
     "CheckFunction",
@@ -65,6 +66,9 @@ DEFAULT_HISTORY = 100
 """Runs kept per check for availability, average and p95."""
 DEFAULT_COMPONENT_TYPE = "component"
 """IETF componentType when neither the check nor ``add`` names one."""
+STALE_AFTER = 2.0
+"""While a scheduler runs, a check with no completed run for this many times its
+``interval + timeout`` shows as failing ("stale"): its runs are stuck."""
 
 _STRATEGY = "health"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
@@ -193,14 +197,30 @@ def judge(value: Any) -> CheckResult:
 class _Entry:
     """A registered check: its settings and its results (guarded by the registry's lock)."""
 
-    __slots__ = ("busy", "config", "is_async", "stats")
+    __slots__ = ("busy", "config", "heard_at", "is_async", "stats")
 
-    def __init__(self, config: CheckConfig, history: int) -> None:
+    def __init__(self, config: CheckConfig, history: int, now: float) -> None:
         self.config = config
         self.is_async = is_async_callable(config.check)
         self.stats = CheckStats(history)
         self.busy = False
         """A sync run's thread has not returned yet."""
+        self.heard_at = now
+        """Monotonic time of the last completed run (or of adding it, or of the start)."""
+
+
+class _State(NamedTuple):
+    """A check's state copied under the lock, for a snapshot built outside it."""
+
+    config: CheckConfig
+    last: CheckResult | None
+    availability: float
+    avg_duration: float
+    p95_duration: float
+    consecutive_failures: int
+    history: tuple[CheckResult, ...]
+    quiet: float
+    """Seconds since the last completed run while a scheduler runs (else 0)."""
 
 
 # -- the registry ------------------------------------------------------------------------
@@ -274,8 +294,9 @@ class HealthRegistry(Observable):
         with self._lock:
             if name in self._entries:
                 raise ConfigError("name", f"a check named {name!r} is already registered")
-            self._entries[name] = _Entry(config, self.history)
-            self._schedule.add(name, config.interval, self._clock.monotonic())
+            now = self._clock.monotonic()
+            self._entries[name] = _Entry(config, self.history, now)
+            self._schedule.add(name, config.interval, now)
             poke = self._poke
         if poke is not None:
             poke()
@@ -304,9 +325,10 @@ class HealthRegistry(Observable):
 
     def get(self, name: str) -> CheckSnapshot:
         """Check ``name`` as of its last run (KeyError if unknown). Never runs it."""
+        now = self._clock.monotonic()
         with self._lock:
-            state = self._read(self._entries[name])
-        return self._snapshot(*state)
+            state = self._read(self._entries[name], now)
+        return self._snapshot(state)
 
     def report(self, group: str | None = None) -> HealthReport:
         """The service's health from cached results, for one group or (None) every check.
@@ -317,13 +339,14 @@ class HealthRegistry(Observable):
         """
         if group is not None and group not in GROUPS:
             raise ConfigError("group", f"must be None or one of {GROUPS!r}, got {group!r}")
+        now = self._clock.monotonic()
         with self._lock:
             states = [
-                self._read(e)
+                self._read(e, now)
                 for e in self._entries.values()
                 if group is None or group in e.config.groups
             ]
-        snapshots = [self._snapshot(*s) for s in states]
+        snapshots = [self._snapshot(s) for s in states]
         if group == "startup":
             snapshots = [
                 replace(s, status=HealthStatus.UNHEALTHY) if s.pending else s for s in snapshots
@@ -336,34 +359,41 @@ class HealthRegistry(Observable):
             name=self.name,
         )
 
-    def _read(self, entry: _Entry) -> tuple[CheckConfig, CheckStats, tuple[CheckResult, ...]]:
+    def _read(self, entry: _Entry, now: float) -> _State:
         # Under the lock: copy what a snapshot needs. The breaker is read outside it.
         stats = entry.stats
-        frozen = CheckStats(1)
-        frozen.last = stats.last
-        frozen.availability = stats.availability
-        frozen.avg_duration = stats.avg_duration
-        frozen.p95_duration = stats.p95_duration
-        frozen.consecutive_failures = stats.consecutive_failures
-        return entry.config, frozen, tuple(stats.history)
+        quiet = now - entry.heard_at if self._poke is not None else 0.0
+        return _State(
+            entry.config,
+            stats.last,
+            stats.availability,
+            stats.avg_duration,
+            stats.p95_duration,
+            stats.consecutive_failures,
+            tuple(stats.history),
+            quiet,
+        )
 
-    def _snapshot(
-        self, config: CheckConfig, stats: CheckStats, history: tuple[CheckResult, ...]
-    ) -> CheckSnapshot:
-        last = stats.last
+    def _snapshot(self, state: _State) -> CheckSnapshot:
+        config, last = state.config, state.last
         breaker = config.breaker
         breaker_state = None if breaker is None else breaker.state
         status: HealthStatus
         error: str | None
-        details: Mapping[str, Any]
+        details: Mapping[str, Any] = {} if last is None else last.details
+        limit = STALE_AFTER * (config.interval + config.timeout)
         if breaker is not None and breaker_state in _OPEN:
             # An open breaker shows at once, not only at the next run.
             status, error = HealthStatus.UNHEALTHY, f"circuit open ({breaker.name!r})"
-            details = {} if last is None else last.details
+        elif state.quiet > limit:
+            # The scheduler runs, yet no run has ended for a long while: a check that
+            # ignores cancellation, or a loop blocked by sync code in an async check.
+            status = HealthStatus.UNHEALTHY
+            error = f"stale: no run has completed for {state.quiet:.3g} s (limit {limit:g} s)"
         elif last is None:
-            status, error, details = HealthStatus.DEGRADED, PENDING_ERROR, {}
+            status, error = HealthStatus.DEGRADED, PENDING_ERROR
         else:
-            status, error, details = last.status, last.error, last.details
+            status, error = last.status, last.error
         return CheckSnapshot(
             name=config.name,
             status=status,
@@ -374,11 +404,11 @@ class HealthRegistry(Observable):
             duration=None if last is None else last.duration,
             error=error,
             details=details,
-            availability=stats.availability,
-            avg_duration=stats.avg_duration,
-            p95_duration=stats.p95_duration,
-            consecutive_failures=stats.consecutive_failures,
-            history=history,
+            availability=state.availability,
+            avg_duration=state.avg_duration,
+            p95_duration=state.p95_duration,
+            consecutive_failures=state.consecutive_failures,
+            history=state.history,
             breaker_state=None if breaker_state is None else breaker_state.value,
         )
 
@@ -470,7 +500,10 @@ class HealthRegistry(Observable):
             if self._poke is not None:
                 raise RuntimeError(f"health registry {self.name!r} is already running")
             self._poke = poke
-            self._schedule.restart(self._clock.monotonic())
+            now = self._clock.monotonic()
+            self._schedule.restart(now)
+            for entry in self._entries.values():
+                entry.heard_at = now
         return wakeup
 
     def _stop_scheduler(self) -> None:
@@ -507,6 +540,7 @@ class HealthRegistry(Observable):
             if self._entries.get(config.name) is not entry:
                 return result  # removed meanwhile
             entry.stats.record(result)
+            entry.heard_at = self._clock.monotonic()
             streak = entry.stats.consecutive_failures
             self._completions += 1
             sequence = self._completions
