@@ -335,7 +335,9 @@ class HealthRegistry(Observable):
 
         A check that has not completed a run shows as degraded ("not checked yet"), except
         in the ``startup`` group, where it is unhealthy: a startup probe passes only once
-        every startup check has passed. Never runs a check; never waits on one.
+        every startup check has passed. While a scheduler runs, a check with no completed
+        run for ``STALE_AFTER`` x (interval + timeout) shows as unhealthy ("stale").
+        Never runs a check; never waits on one.
         """
         if group is not None and group not in GROUPS:
             raise ConfigError("group", f"must be None or one of {GROUPS!r}, got {group!r}")
