@@ -78,12 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo = commands.add_parser(
         "demo",
-        help="watch a circuit breaker ride out a hanging upstream, live",
+        help="watch a circuit breaker ride out an outage made by the chaos proxy, live",
         description=(
-            "Start a local upstream on 127.0.0.1 that answers, then hangs (accepts, reads, never "
-            "answers), then recovers; call it from workers with and without a circuit breaker; "
-            "show both sides live and judge the breaker at the end. Exit status 0 when the "
-            "verdict holds, 1 when it does not, 130 when interrupted."
+            "Start a healthy HTTP upstream on 127.0.0.1 and a chaos proxy per side in front of "
+            "it; call it from workers with and without a circuit breaker while the proxies go "
+            "from forwarding to blackhole (accept, never answer) to reset (every connection "
+            "reset) and back; show both sides live and judge the breaker at the end. Exit "
+            "status 0 when the verdict holds, 1 when it does not, 130 when interrupted."
         ),
     )
     demo.add_argument(
