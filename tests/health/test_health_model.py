@@ -296,6 +296,9 @@ def test_unredacted_snapshot_keeps_error_and_details() -> None:
         ("host=db password=hunter2 user=app", "host=db password=*** user=app"),
         ("dbname=x PASSWORD='hunter 2'", "dbname=x PASSWORD=***"),
         ("http://example.org/health", "http://example.org/health"),
+        ("GET /v1?access_token=abc&x=1", "GET /v1?access_token=***&x=1"),
+        ("api-key=abc client_secret=xyz", "api-key=*** client_secret=***"),
+        ("tokens: 3, keys=4", "tokens: 3, keys=4"),
     ],
 )
 def test_scrub_hides_passwords_in_urls_and_key_value_dsns(text: str, expected: str) -> None:

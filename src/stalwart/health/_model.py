@@ -280,13 +280,20 @@ def iso8601(timestamp: float) -> str:
 _SECRETS = (
     # scheme://user:password@host  ->  scheme://user:***@host
     (re.compile(r"(?i)([a-z][a-z0-9+.\-]*://[^:/?#@\s]*:)[^@/\s]+@"), r"\1***@"),
-    # password=secret (libpq key/value DSNs, query strings)
-    (re.compile(r"(?i)\b(password|passwd|pwd)\s*=\s*('[^']*'|[^\s&;,]+)"), r"\1=***"),
+    # password=secret, access_token=..., api_key=... (libpq DSNs, query strings)
+    (
+        re.compile(
+            r"(?i)\b([\w-]*(?:password|passwd|pwd|secret|token|api[_-]?key)[\w-]*)"
+            r"\s*=\s*('[^']*'|[^\s&;,]+)"
+        ),
+        r"\1=***",
+    ),
 )
 
 
 def scrub(text: str) -> str:
-    """``text`` with passwords in URLs and ``password=`` pairs replaced by ``***``."""
+    """``text`` with passwords in URLs and the values of ``password=``, ``*token=``,
+    ``*secret=`` and ``api_key=`` pairs replaced by ``***``."""
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text
