@@ -18,10 +18,9 @@ from typing import Any
 
 import httpx
 
-from ._backoff import retry_after_from_response
+from . import _backoff
 
 __all__ = (
-    "HINT_STATUSES",
     "ResponseFailed",
     "async_event_hooks",
     "event_hooks",
@@ -29,8 +28,7 @@ __all__ = (
     "raise_for_outcome",
 )
 
-HINT_STATUSES = frozenset({429, 503})
-"""Statuses whose ``Retry-After`` becomes the failure's ``retry_after``."""
+_HINT_STATUSES = frozenset({429, 503})  # whose Retry-After becomes ``retry_after``
 
 
 class ResponseFailed(httpx.HTTPStatusError):
@@ -58,7 +56,11 @@ def raise_for_outcome(response: httpx.Response) -> httpx.Response:
     """``response`` itself if it is a success for a breaker; else :class:`ResponseFailed`."""
     if not is_failure(response):
         return response
-    hint = retry_after_from_response(response) if response.status_code in HINT_STATUSES else None
+    hint = (
+        _backoff.retry_after_from_response(response)
+        if response.status_code in _HINT_STATUSES
+        else None
+    )
     raise ResponseFailed(response, hint)
 
 

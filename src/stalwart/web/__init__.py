@@ -7,7 +7,6 @@ Needs the ``web`` extra for serving (uvicorn); ``/metrics`` needs ``prometheus``
 
 from ._asgi import OpsApp as OpsApp
 from ._asgi import ops_app as ops_app
-from ._core import DEFAULT_CACHE_MAX_AGE as DEFAULT_CACHE_MAX_AGE
 from ._flask import flask_blueprint as flask_blueprint
 
-__all__ = ("DEFAULT_CACHE_MAX_AGE", "OpsApp", "flask_blueprint", "ops_app")
+__all__ = ("OpsApp", "flask_blueprint", "ops_app")
