@@ -63,7 +63,7 @@ def free_port() -> int:
         return port
 
 
-def _postgres_bin(name: str) -> str:
+def postgres_bin(name: str) -> str:
     found = sorted(
         glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
         key=lambda path: int(Path(path).parts[-3]) if Path(path).parts[-3].isdigit() else 0,
@@ -71,6 +71,13 @@ def _postgres_bin(name: str) -> str:
     path = found[-1] if found else shutil.which(name)
     if path is None:
         pytest.fail(f"PostgreSQL's {name} not found; {INSTALL.format(package='postgresql')}")
+    return path
+
+
+def redis_binary() -> str:
+    path = shutil.which("redis-server")
+    if path is None:
+        pytest.fail(f"redis-server not found; {INSTALL.format(package='redis-server')}")
     return path
 
 
@@ -145,7 +152,7 @@ def _pg_ready(dsn: str) -> Callable[[], bool]:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A private PostgreSQL cluster on a free loopback port, trust auth, fsync off."""
-    initdb, postgres = _postgres_bin("initdb"), _postgres_bin("postgres")
+    initdb, postgres = postgres_bin("initdb"), postgres_bin("postgres")
     user = _postgres_user()
     with _scratch("stalwart-pg-", user) as root:
         data, sockets, log = root / "data", root / "sockets", root / "postgres.log"
@@ -206,9 +213,7 @@ def _redis_ready(port: int) -> Callable[[], bool]:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A private redis-server on a free loopback port, no persistence."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail(f"redis-server not found; {INSTALL.format(package='redis-server')}")
+    binary = redis_binary()
     with _scratch("stalwart-redis-", None) as root:
         port, log = free_port(), root / "redis.log"
         with open(log, "wb") as out:

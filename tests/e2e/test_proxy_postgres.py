@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
+import servers
 from servers import PostgresServer
 from stalwart.chaos import ChaosProxy
 
@@ -267,3 +268,12 @@ async def poll(condition: Callable[[], bool], limit: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)
+
+
+def test_a_missing_postgres_fails_the_test_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(servers.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(servers.shutil, "which", lambda name: None)
+    with pytest.raises(pytest.fail.Exception, match=r"apt-get install .*postgresql"):
+        servers.postgres_bin("initdb")

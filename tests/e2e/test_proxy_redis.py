@@ -23,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+import servers
 from servers import RedisServer
 from stalwart.chaos import ChaosProxy
 
@@ -254,3 +255,11 @@ def test_a_reset_mid_transfer_fails_the_command_in_flight(redis_server: RedisSer
             await poll(lambda: proxy.stats().open == 0)
 
     run(main)
+
+
+def test_a_missing_redis_server_fails_the_test_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(servers.shutil, "which", lambda name: None)
+    with pytest.raises(pytest.fail.Exception, match=r"apt-get install .*redis-server"):
+        servers.redis_binary()
