@@ -18,7 +18,7 @@ services_installed() {  # install what is missing (as root), or say what to inst
     local missing
     missing=$(_services_missing)
     [ -z "$missing" ] && return 0
-    if [ "$(id -u)" -ne 0 ]; then
+    if [ "$EUID" -ne 0 ]; then
         echo "the end-to-end tests need: $missing" >&2
         echo "install them with: sudo apt-get install -y --no-install-recommends $missing" >&2
         exit 1
