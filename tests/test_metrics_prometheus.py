@@ -130,6 +130,26 @@ def test_retries_that_give_up_are_counted_by_whether_they_retried(
     assert value(metrics, "stalwart_retry_attempts_total", name="fetch") == 2
 
 
+def test_retried_calls_are_counted_by_outcome_and_whether_they_retried(
+    metrics: PrometheusMetrics,
+) -> None:
+    policy = stalwart.Retry(on=OSError, max_attempts=3, name="fetch", clock=FakeClock())
+    failures = iter([OSError()])
+
+    def flaky() -> str:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return "ok"
+
+    assert policy.call(flaky) == "ok"  # after one retry
+    assert policy.call(flaky) == "ok"  # at once
+    assert policy.call(flaky) == "ok"
+    total = "stalwart_retry_calls_total"
+    assert value(metrics, total, name="fetch", kind="successful_with_retry") == 1
+    assert value(metrics, total, name="fetch", kind="successful_without_retry") == 2
+
+
 def test_nothing_is_counted_before_install_or_after_close() -> None:
     metrics = PrometheusMetrics()
     breaker = CircuitBreaker("db")

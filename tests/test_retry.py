@@ -784,3 +784,48 @@ def test_defaults_are_bounded() -> None:
     assert config.jitter == "full"
     assert config.budget is None
     assert Retry(on=Down, max_attempts=None, timeout=1.0).config.max_attempts is None
+
+
+# -- RetrySucceeded: how many attempts a success took ------------------------------------
+
+
+def test_a_success_is_reported_with_the_attempts_it_took_on_every_form() -> None:
+    from stalwart import RetrySucceeded
+
+    clock = FakeClock()
+    policy = Retry(on=OSError, max_attempts=5, name="api", clock=clock)
+    seen: list[int] = []
+    policy.add_listener(lambda event: seen.append(event.attempts), RetrySucceeded)
+    failures = iter([OSError(), OSError()])
+
+    def flaky() -> str:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return "ok"
+
+    async def fine() -> str:
+        return "ok"
+
+    assert policy(flaky)() == "ok"  # third attempt
+    assert policy(flaky)() == "ok"  # first attempt
+    assert asyncio.run(policy(fine)()) == "ok"
+    for attempt in policy:
+        with attempt:
+            pass
+    assert seen == [3, 1, 1, 1]
+
+
+def test_giving_up_is_not_reported_as_a_success() -> None:
+    from stalwart import RetrySucceeded
+
+    policy = Retry(on=OSError, max_attempts=2, clock=FakeClock())
+    seen: list[object] = []
+    policy.add_listener(seen.append, RetrySucceeded)
+
+    def down() -> None:
+        raise OSError("down")
+
+    with pytest.raises(OSError, match="down"):
+        policy(down)()
+    assert seen == []

@@ -51,6 +51,7 @@ from ._retry import RetryAttempt as RetryAttempt
 from ._retry import RetryBudget as RetryBudget
 from ._retry import RetryBudgetExhausted as RetryBudgetExhausted
 from ._retry import RetryGaveUp as RetryGaveUp
+from ._retry import RetrySucceeded as RetrySucceeded
 from ._retry import retry as retry
 from ._throttle import AdaptiveThrottle as AdaptiveThrottle
 from ._timeout import TimedOut as TimedOut
@@ -96,6 +97,7 @@ __all__ = (
     "RetryBudget",
     "RetryBudgetExhausted",
     "RetryGaveUp",
+    "RetrySucceeded",
     "SlowCall",
     "StalwartError",
     "State",

@@ -72,6 +72,7 @@ __all__ = (
     "RetryCore",
     "RetryGaveUp",
     "RetryOptions",
+    "RetrySucceeded",
     "retry",
     "retry_after_hint",
 )
@@ -115,6 +116,13 @@ class RetryAttempt(Event):
     """The value ``retry_if_result`` rejected (None after an exception)."""
     retry_after: float | None = None
     """The server-given pause that set ``delay``, if there was one."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetrySucceeded(Event):
+    """The call succeeded on attempt ``attempts`` (1: the first try, without a retry)."""
+
+    attempts: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -505,7 +513,7 @@ class Retry(Observable):
         """The retrying function, sync or async (decided once), without functools.wraps."""
         label = self.name if self._named else getattr(fn, "__qualname__", self.name)
         # Bound once: the first attempt reads no attribute it does not need.
-        begin, judge, run = self._begin, self._judge, self._run
+        begin, judge, run, hub = self._begin, self._judge, self._run, self._hub
         if is_async_callable(fn):
             afn = fn  # keeps the narrowing to async inside the closure
 
@@ -518,6 +526,8 @@ class Retry(Observable):
                     value = None
                 else:
                     if judge is None or not judge(value):
+                        if hub._all:
+                            self._succeeded(label, 1)
                         return value
                     error = None
                 # Out of the except block: a later attempt's exception must not get this
@@ -536,6 +546,8 @@ class Retry(Observable):
                 value = cast("R", None)
             else:
                 if judge is None or not judge(value):
+                    if hub._all:
+                        self._succeeded(label, 1)
                     return value
                 error = None
             return _drive_sync(run(label, start), fn, args, kwargs, error, value)
@@ -548,6 +560,13 @@ class Retry(Observable):
         deadline = None if start is None or timeout is None else start + timeout
         core = RetryCore(self.config.backoff, _testmode.cap_attempts(self._max_attempts), deadline)
         return _Run(self, label, core)
+
+    def _succeeded(self, label: str, attempts: int) -> None:
+        self._hub.emit(
+            RetrySucceeded(
+                name=label, strategy=_STRATEGY, at=self._clock.monotonic(), attempts=attempts
+            )
+        )
 
     # -- hooks (user code: guarded) ------------------------------------------------------
 
@@ -593,6 +612,11 @@ class _Run:
         """True if ``retry_if_result`` wants this returned value retried."""
         judge = self._retry._judge
         return judge is not None and judge(value)
+
+    def succeeded(self) -> None:
+        """The attempt after the last failed one succeeded."""
+        if self._retry._hub._all:
+            self._retry._succeeded(self._label, self._core.attempts + 1)
 
     def next(self, error: Exception | None, value: Any) -> float | None:
         """After a failed attempt (``error`` raised, or, when it is None, ``value`` was
@@ -704,6 +728,7 @@ def _drive_sync(
             error = exc
         else:
             if not run.retry_value(value):
+                run.succeeded()
                 return value
             error = None
     if error is None:
@@ -728,6 +753,7 @@ async def _drive_async(
             error = exc
         else:
             if not run.retry_value(value):
+                run.succeeded()
                 return value
             error = None
     if error is None:
@@ -827,6 +853,8 @@ class _Attempts:
         if exc is None:
             retry_it = attempt._has_value and run.retry_value(attempt._value)
             delay = run.next(None, attempt._value) if retry_it else None
+            if not retry_it:
+                run.succeeded()
         elif isinstance(exc, Exception):
             delay = run.next(exc, None)
         else:  # cancellation, interrupts: never retried

@@ -30,7 +30,7 @@ from .._events import (
     add_listener,
     remove_listener,
 )
-from .._retry import RetryAttempt, RetryGaveUp
+from .._retry import RetryAttempt, RetryGaveUp, RetrySucceeded
 from .._types import State
 from ..web._sources import BreakerSource, breakers_of
 
@@ -55,6 +55,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CallRejected,
     RetryAttempt,
     RetryGaveUp,
+    RetrySucceeded,
 )
 """The events the listener subscribes to (per-call events: breakers time their calls)."""
 
@@ -129,7 +130,8 @@ class PrometheusMetrics:
         )
         self._retry_calls = Counter(
             f"{prefix}_retry_calls",
-            "Calls that gave up retrying (kind: failed_with_retry, failed_without_retry).",
+            "Calls through a retry, by outcome (kind: successful_without_retry, "
+            "successful_with_retry, failed_with_retry, failed_without_retry).",
             ("name", "kind"),
             registry=self.registry,
         )
@@ -189,9 +191,12 @@ class PrometheusMetrics:
         elif event.strategy == _RETRY:
             if isinstance(event, RetryAttempt):
                 self._retry_attempts.labels(event.name).inc()
+            elif isinstance(event, RetrySucceeded):
+                retried = "with" if event.attempts > 1 else "without"
+                self._retry_calls.labels(event.name, f"successful_{retried}_retry").inc()
             elif isinstance(event, RetryGaveUp):
-                retried = "failed_with_retry" if event.attempts > 1 else "failed_without_retry"
-                self._retry_calls.labels(event.name, retried).inc()
+                retried = "with" if event.attempts > 1 else "without"
+                self._retry_calls.labels(event.name, f"failed_{retried}_retry").inc()
 
     # -- exposition --------------------------------------------------------------------
 
