@@ -3,13 +3,20 @@
 A pure ASGI app under uvicorn, with the settings ``stalwart serve`` gives uvicorn
 (``log_level="warning"``, ``lifespan="on"``, the default HTTP and loop implementations),
 whose ``GET /health`` checks the dependency on every request: one shared
-``httpx.AsyncClient`` (opened in the lifespan, default pool limits) sends ``GET URL``, and
+``httpx.AsyncClient`` (opened in the lifespan) sends ``GET URL``, and
 the answer is 200 ``{"status": "healthy", ...}`` when the dependency answered 2xx in time,
 503 ``{"status": "unhealthy", ...}`` otherwise. Each request is bounded as a whole by
 ``--timeout`` (``asyncio.timeout`` around the call; httpx's own timeouts apply per phase,
 so pool wait + connect + read could add up to several times the timeout without it). This
 is the kindest version of the seeds' code: they opened a new client per request
-(``async with httpx.AsyncClient() as client``), which costs ~15 ms of CPU each.
+(``async with httpx.AsyncClient() as client``), which costs ~15 ms of CPU each (its TLS
+context loads the CA bundle).
+
+The client's pool has no connection limit by default (``--max-connections 0``): with
+httpx's default of 100 and 200 requests hung on a blackholed dependency, httpcore's pool
+rescans every waiting request against every connection at each change, ~7 ms of CPU per
+request on the bench machine, and the answers come later than the timeout
+(``--max-connections 100`` shows it).
 
 ``--constant`` serves a constant 200 ``{"status": "healthy"}`` instead, checking nothing:
 the floor of uvicorn with a pure ASGI app on this machine.
@@ -42,10 +49,11 @@ HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store
 class NaiveHealth:
     """``GET /health`` asks the dependency now; everything else is a 404."""
 
-    def __init__(self, url: str, timeout: float, *, constant: bool) -> None:
+    def __init__(self, url: str, timeout: float, *, constant: bool, max_connections: int) -> None:
         self.url = url
         self.timeout = timeout
         self.constant = constant
+        self.limits = httpx.Limits(max_connections=max_connections or None)
         self.client: httpx.AsyncClient | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -83,7 +91,9 @@ class NaiveHealth:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.client = httpx.AsyncClient(timeout=self.timeout, trust_env=False)
+                self.client = httpx.AsyncClient(
+                    timeout=self.timeout, limits=self.limits, trust_env=False
+                )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.client is not None:
@@ -111,8 +121,11 @@ def main() -> None:
     p.add_argument("--url", default="http://127.0.0.1:9/health")
     p.add_argument("--timeout", type=float, default=1.0)
     p.add_argument("--constant", action="store_true")
+    p.add_argument("--max-connections", type=int, default=0, help="the pool's limit (0: none)")
     args = p.parse_args()
-    app = NaiveHealth(args.url, args.timeout, constant=args.constant)
+    app = NaiveHealth(
+        args.url, args.timeout, constant=args.constant, max_connections=args.max_connections
+    )
     config = uvicorn.Config(
         app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on"
     )

@@ -571,6 +571,8 @@ def run(args: argparse.Namespace) -> tuple[list[Figures], Setup]:
                     dep_url,
                     "--timeout",
                     timeout,
+                    "--max-connections",
+                    str(args.naive_pool),
                 ],
                 work,
             )
@@ -643,6 +645,7 @@ def render(
     if info["usable_cores"] not in (None, cores):
         cores = f"{cores} ({info['usable_cores']} usable)"
     offered = args.clients / args.period
+    pool = f"pool limit {args.naive_pool}" if args.naive_pool else "no pool limit"
     out = [
         "stalwart health-endpoint benchmark: GET /health with its dependency blackholed",
         f"  date     {info['date']}",
@@ -665,7 +668,8 @@ def render(
         ),
         "  servers  stalwart: stalwart serve (reads the cached report);"
         " naive: asks the dependency on each request,",
-        f"           shared httpx.AsyncClient, whole call bounded by {args.timeout:g} s;"
+        f"           shared httpx.AsyncClient ({pool}), whole call bounded by "
+        f"{args.timeout:g} s;"
         + (" floor: uvicorn + a constant 200, no check" if args.floor else ""),
     ]
     by = {(f.server, f.shape): f for f in figures}
@@ -765,6 +769,15 @@ def main(argv: list[str] | None = None) -> int:
         help="run only this load shape (repeatable; default both)",
     )
     p.add_argument(
+        "--naive-pool",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the naive server's httpx pool limit (default 0: none; httpx's own default is "
+        "100, and then httpcore's pool bookkeeping makes the naive answer later than its "
+        "timeout)",
+    )
+    p.add_argument(
         "--no-floor",
         dest="floor",
         action="store_false",
@@ -776,6 +789,8 @@ def main(argv: list[str] | None = None) -> int:
     args.shapes = args.shapes or ["closed", "paced"]
     if args.clients < 1 or args.duration <= 0 or args.warmup < 0 or args.period <= 0:
         raise SystemExit("--clients >= 1, --duration > 0, --warmup >= 0, --period > 0 please")
+    if args.naive_pool < 0:
+        raise SystemExit("--naive-pool >= 0 please (0: no limit)")
     if not 0 < args.timeout < REQUEST_TIMEOUT - 1 or args.interval <= 0:
         raise SystemExit(f"--timeout in (0, {REQUEST_TIMEOUT - 1:g}) s, --interval > 0 please")
     figures, setup = run(args)
@@ -787,7 +802,15 @@ def main(argv: list[str] | None = None) -> int:
             "command": command,
             "settings": {
                 k: getattr(args, k)
-                for k in ("clients", "duration", "warmup", "period", "timeout", "interval")
+                for k in (
+                    "clients",
+                    "duration",
+                    "warmup",
+                    "period",
+                    "timeout",
+                    "interval",
+                    "naive_pool",
+                )
             },
             "setup": setup.__dict__,
             "goal_p99_ms": GOAL_MS,
