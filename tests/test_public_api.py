@@ -7,8 +7,13 @@ import sys
 
 import stalwart
 import stalwart.chaos
+import stalwart.health
+import stalwart.http
+import stalwart.metrics
 import stalwart.presets
+import stalwart.pytest_plugin
 import stalwart.testing
+import stalwart.web
 
 
 def _public_names(module: object) -> set[str]:
@@ -25,7 +30,15 @@ def test_all_lists_exactly_the_public_names() -> None:
     assert set(stalwart.__all__) == _public_names(stalwart)
     assert len(stalwart.__all__) == len(set(stalwart.__all__))
     assert set(stalwart.testing.__all__) == _public_names(stalwart.testing)
-    assert set(stalwart.chaos.__all__) == _public_names(stalwart.chaos)
+    for module in (
+        stalwart.chaos,
+        stalwart.health,
+        stalwart.http,
+        stalwart.metrics,
+        stalwart.pytest_plugin,
+        stalwart.web,
+    ):
+        assert set(module.__all__) == _public_names(module), module.__name__
 
 
 def test_public_objects_come_from_private_modules() -> None:
@@ -38,6 +51,7 @@ def test_public_objects_come_from_private_modules() -> None:
 def test_import_stalwart_imports_no_optional_dependency() -> None:
     code = (
         "import sys, stalwart, stalwart.testing, stalwart.chaos, stalwart.presets\n"
+        "import stalwart.health, stalwart.web\n"
         "std = sys.stdlib_module_names\n"
         "extra = sorted({m.split('.')[0] for m in sys.modules} - set(std)"
         " - {'stalwart', '__main__', '_distutils_hack', 'sitecustomize', 'usercustomize'})\n"
