@@ -67,7 +67,8 @@ def _run_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_MISSING_EXTRA
-    return command(args.duration, args.workers, as_json=args.json)
+    ops_port = None if args.no_ops else args.ops_port
+    return command(args.duration, args.workers, as_json=args.json, ops_port=ops_port)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,6 +107,20 @@ def _parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="print the summary as JSON on stdout (progress on stderr)",
+    )
+    demo.add_argument(
+        "--ops-port",
+        type=_bounded(int, 0, 65535, "a port number"),
+        default=0,
+        metavar="PORT",
+        help="serve the ops app (/health, /breakers, /metrics, /events) on 127.0.0.1:PORT "
+        "while the demo runs, to watch them change during the outage; 0 picks a free port "
+        "(default 0; needs the 'web' extra, skipped without it)",
+    )
+    demo.add_argument(
+        "--no-ops",
+        action="store_true",
+        help="do not serve the ops app",
     )
     proxy = commands.add_parser(
         "proxy",

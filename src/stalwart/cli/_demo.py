@@ -8,14 +8,16 @@ import json
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 
 from rich.console import Console
 
 from .. import CircuitBreaker, Event, StateTransition
 from ._callers import Call, make_client, protected_call, unprotected_call, work
+from ._ops import HEALTH_SIDE, OPS_SWITCHED_OFF, OpsServer, OpsUnavailable, urls_text
 from ._plan import PHASES, DemoPlan, Phase
-from ._report import phase_line, summary_lines, transition_line
+from ._report import ops_line, phase_line, summary_lines, transition_line
 from ._stats import SideStats, Timeline
 from ._upstream import Proxies, Upstream
 from ._verdict import Summary, Transition, judge, side_summary
@@ -29,8 +31,12 @@ EXIT_INTERRUPTED = 130
 SIDES = ("protected", "unprotected")
 
 
-def command(duration: float, workers: int, *, as_json: bool) -> int:
-    """Run the demo as the CLI does; the exit status says whether the verdict holds."""
+def command(duration: float, workers: int, *, as_json: bool, ops_port: int | None = 0) -> int:
+    """Run the demo as the CLI does; the exit status says whether the verdict holds.
+
+    ``ops_port``: serve the ops app on 127.0.0.1 at this port while the demo runs (0 picks
+    a free one); None runs without it.
+    """
     plan = DemoPlan.for_run(duration, workers)
     console = Console(soft_wrap=True)
     view: View
@@ -42,7 +48,7 @@ def command(duration: float, workers: int, *, as_json: bool) -> int:
         else:
             view = LineView(sys.stdout)
         try:
-            summary = asyncio.run(_run_interruptible(plan, view))
+            summary = asyncio.run(_run_interruptible(plan, view, ops_port))
         except KeyboardInterrupt:  # only where the loop cannot catch SIGINT itself
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -56,24 +62,31 @@ def command(duration: float, workers: int, *, as_json: bool) -> int:
     return 0 if summary.verdict.holds else 1
 
 
-async def _run_interruptible(plan: DemoPlan, view: View) -> Summary:
+async def _run_interruptible(plan: DemoPlan, view: View, ops_port: int | None) -> Summary:
     """Ctrl-C ends the run early but still shuts down cleanly and reports what it saw."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     try:
         loop.add_signal_handler(signal.SIGINT, stop.set)
     except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not the main thread
-        return await run_demo(plan, view, stop)
+        return await run_demo(plan, view, stop, ops_port=ops_port)
     try:
-        return await run_demo(plan, view, stop)
+        return await run_demo(plan, view, stop, ops_port=ops_port)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
 
 
 async def run_demo(
-    plan: DemoPlan, view: View | None = None, stop: asyncio.Event | None = None
+    plan: DemoPlan,
+    view: View | None = None,
+    stop: asyncio.Event | None = None,
+    *,
+    ops_port: int | None = None,
 ) -> Summary:
-    """Run the scenario for ``plan.duration`` seconds (or until ``stop`` is set) and judge it."""
+    """Run the scenario for ``plan.duration`` seconds (or until ``stop`` is set) and judge it.
+
+    With ``ops_port`` (0: a free port), the ops app is served on 127.0.0.1 meanwhile.
+    """
     view = view or QuietView()
     stop = stop or asyncio.Event()
     stats = {side: SideStats() for side in SIDES}
@@ -88,19 +101,24 @@ async def run_demo(
         call_timeout=plan.call_timeout,
     )
     # Clients first: building one loads TLS certificates, tens of ms the run should not pay.
+    # The ops app too: its thread, lifespan and socket are ready before the clock starts.
     async with (
         make_client(plan.call_timeout, plan.workers) as protected_client,
         make_client(plan.unprotected_timeout, plan.workers) as unprotected_client,
+        _ops_server(breaker, plan, ops_port, view) as (ops, ops_off),
     ):
         # The breaker's default clock is time.monotonic too, so its event times and the
         # phase switches share this origin.
         origin = time.monotonic()
         async with (
             Upstream(plan.upstream_latency, origin) as upstream,
-            # One proxy per side, so each side's requests are counted on their own.
-            Proxies(upstream.address, SIDES) as proxies,
+            # One proxy per side, so each side's requests are counted on their own; the
+            # health check gets its own too, so its requests count against neither side.
+            Proxies(upstream.address, SIDES if ops is None else (*SIDES, HEALTH_SIDE)) as proxies,
         ):
-            run = _Run(plan, origin, view, stats, timeline, proxies)
+            run = _Run(plan, origin, view, stats, timeline, proxies, ops)
+            if ops is not None:
+                ops.watch(proxies.url(HEALTH_SIDE), origin)
 
             def on_transition(event: Event) -> None:
                 assert isinstance(event, StateTransition)
@@ -112,6 +130,8 @@ async def run_demo(
                 proxies.read(moved.at, "protected")
                 phase = timeline.phase_at(moved.at) or Phase.HEALTHY
                 view.event(transition_line(moved, phase.value))
+                if ops is not None and moved.new == "open":
+                    ops.breaker_opened(time.monotonic() - origin, phase)
 
             breaker.add_listener(on_transition, StateTransition)
             workers = _start_workers(
@@ -124,12 +144,39 @@ async def run_demo(
                 end = await _watch(run, breaker, workers, stop)
                 # Taken before the workers are cancelled: calls still waiting count as waiting.
                 summary = _conclude(run, end, breaker, upstream, transitions, stop.is_set())
+                if ops is not None:
+                    await ops.settle()  # the readings taken at the end
+                    summary = replace(summary, ops=ops.record(summary.elapsed))
             finally:
                 breaker.remove_listener(on_transition)
                 for task in workers:
                     task.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
-    return summary
+                if ops is not None:
+                    await ops.stop()  # before the proxies close, or the check fails at the end
+    return replace(summary, ops_off=ops_off)
+
+
+@contextlib.asynccontextmanager
+async def _ops_server(
+    breaker: CircuitBreaker, plan: DemoPlan, port: int | None, view: View
+) -> AsyncIterator[tuple[OpsServer | None, str | None]]:
+    """The ops app serving for the block's duration, or None and why not."""
+    if port is None:
+        yield None, OPS_SWITCHED_OFF
+        return
+    try:
+        ops = OpsServer(breaker, plan, port)
+        await ops.start()
+    except OpsUnavailable as exc:
+        view.event(str(exc))
+        yield None, str(exc)
+        return
+    view.event(ops_line(urls_text(ops.url, ops.served)))
+    try:
+        yield ops, None
+    finally:
+        await ops.stop()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,10 +189,14 @@ class _Run:
     stats: dict[str, SideStats]
     timeline: Timeline
     proxies: Proxies
+    ops: OpsServer | None = None
 
-    def switch(self, phase: Phase, now: float) -> None:
-        """Put the proxies in ``phase``'s faults and count what comes next in ``phase``."""
+    def switch(self, ending: Phase | None, phase: Phase, now: float) -> None:
+        """Put the proxies in ``phase``'s faults and count what comes next in ``phase``;
+        ask the ops app what it says as ``ending`` ends."""
         at = now - self.origin
+        if self.ops is not None and ending is not None:
+            self.ops.read(at, ending, "end")
         self.proxies.switch(phase, at)
         for stats in self.stats.values():
             stats.phase = phase
@@ -224,6 +275,8 @@ async def _watch(
         now = time.monotonic()
         elapsed = now - run.origin
         if elapsed >= plan.duration or stop.is_set():
+            if run.ops is not None and phase is not None:
+                run.ops.read(elapsed, phase, "end")
             return now
         for task in workers:
             if task.done():
@@ -231,8 +284,8 @@ async def _watch(
         due = plan.phase_at(elapsed)
         # In order, even if the loop woke too late for a whole phase: none is skipped.
         while phase is not due:
-            phase = PHASES[0 if phase is None else PHASES.index(phase) + 1]
-            run.switch(phase, now)
+            ending, phase = phase, PHASES[0 if phase is None else PHASES.index(phase) + 1]
+            run.switch(ending, phase, now)
         rows = tuple(
             SideRow.of(
                 side,
@@ -243,7 +296,12 @@ async def _watch(
             )
             for side in SIDES
         )
-        run.view.update(Status(plan, elapsed, phase, rows))
+        ops = run.ops
+        if ops is None:
+            run.view.update(Status(plan, elapsed, phase, rows))
+        else:
+            urls = urls_text(ops.url, ops.served)
+            run.view.update(Status(plan, elapsed, phase, rows, urls, ops.health_now))
         # Wake at the phase boundary too, so the faults switch when the phase changes.
         wake = min(TICK, plan.phase_end(phase) - elapsed)
         with contextlib.suppress(TimeoutError):

@@ -95,6 +95,12 @@ class DemoPlan:
     """The protected side's deadline; its httpx timeout is the same."""
     tolerance: float = 0.25
     """Scheduling slack allowed on top of call_timeout before a wait counts as too long."""
+    health_interval: float = 0.5
+    """Seconds between two runs of the ops app's health check (start to start): at least
+    one run fits in the shortest reset (0.75 s at the minimum duration)."""
+    health_timeout: float = 0.8
+    """The health check's timeout: a blackholed run fails after this long, well inside the
+    shortest blackhole (2 s)."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.duration) and self.duration >= MIN_DURATION):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from ._plan import PHASES, DemoPlan, Phase
 from ._verdict import SideSummary, Summary, Transition
 
-__all__ = ("PHASE_TEXT", "label", "phase_line", "summary_lines", "transition_line")
+__all__ = ("PHASE_TEXT", "label", "ops_line", "phase_line", "summary_lines", "transition_line")
 
 PHASE_TEXT = {
     Phase.HEALTHY: "the proxies forward, the upstream answers in a few ms",
@@ -29,6 +29,11 @@ def _stamp(at: float) -> str:
 def phase_line(plan: DemoPlan, phase: Phase, at: float) -> str:
     """The line announcing that ``phase`` began at ``at`` (seconds since the origin)."""
     return f"{_stamp(at)} {label(phase)}: {PHASE_TEXT[phase]} (until {plan.phase_end(phase):.1f} s)"
+
+
+def ops_line(urls: str) -> str:
+    """The line saying where the ops app is served while the demo runs (``urls_text``)."""
+    return f"ops app: {urls}  (watch /health and /breakers change during the outage)"
 
 
 def transition_line(t: Transition, phase: str) -> str:
@@ -124,6 +129,7 @@ def summary_lines(summary: Summary) -> list[str]:
         f"{plan.half_open_max_calls}, call_timeout={plan.call_timeout:g}), "
         f"httpx timeout {plan.call_timeout:g} s",
         f"  unprotected: no breaker, httpx timeout {plan.unprotected_timeout_note}",
+        *_ops_lines(summary),
         "",
         *table,
         "  (A blackhole holds each unprotected caller for its whole timeout; resets fail fast but",
@@ -142,6 +148,12 @@ def summary_lines(summary: Summary) -> list[str]:
         f"{'HOLDS' if verdict.holds else 'DOES NOT HOLD'}",
         *(f"  {marks[c.ok]} {c.detail}" for c in verdict.checks),
     ]
+
+
+def _ops_lines(summary: Summary) -> list[str]:
+    if summary.ops is None:
+        return [f"  ops app: not served, {summary.ops_off or 'not asked for'}"]
+    return summary.ops.lines(label, summary.phase_of)
 
 
 COUNTING_LINES = (

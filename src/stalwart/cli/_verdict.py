@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ._ops import OpsRecord, disabled
 from ._plan import FAILING, PHASES, DemoPlan, Phase
 from ._stats import SideStats, Tally, Timeline, percentile
 
@@ -335,6 +336,10 @@ class Summary:
     breaker: dict[str, Any]
     """The breaker's own snapshot at the end (BreakerSnapshot.to_dict())."""
     verdict: Verdict
+    ops: OpsRecord | None = None
+    """What the ops app served during the run, and what its /health and /breakers said."""
+    ops_off: str | None = None
+    """Why the ops app was not served (when ``ops`` is None)."""
 
     def phase_of(self, at: float) -> str:
         return _phase_name(self.plan, self.timeline, at)
@@ -409,6 +414,11 @@ class Summary:
                 "closed_after_outage_s": _round(verdict.closed_after_outage),
                 "checks": [asdict(c) for c in verdict.checks],
             },
+            "ops": (
+                disabled(self.ops_off or "not served")
+                if self.ops is None
+                else self.ops.to_dict(self.phase_of)
+            ),
         }
 
 

@@ -61,6 +61,10 @@ class Status:
     phase: Phase
     """The phase the proxies are in now."""
     rows: tuple[SideRow, ...]
+    ops_urls: str | None = None
+    """Where the ops app is served, if it is: its routes' URLs."""
+    health: str | None = None
+    """The ops app's /health status as of its last change."""
 
 
 class View(Protocol):
@@ -96,6 +100,7 @@ _FAULT_SHORT = {
     Phase.RESET: "every connection reset",
     Phase.RECOVERY: "faults cleared",
 }
+_HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "unhealthy": "bold red"}
 _STATE_STYLE = {"closed": "green", "open": "bold red", "half_open": "yellow"}
 
 
@@ -137,6 +142,11 @@ def _table(status: Status) -> Table:
         f"unprotected: no breaker, {plan.unprotected_timeout:g} s timeout   "
         "sent: requests counted at each side's chaos proxy   Ctrl-C stops and prints the summary"
     )
+    if status.ops_urls is not None:
+        title.append(f"\nops app: {status.ops_urls}")
+        health = status.health or "not checked yet"
+        title.append("   /health: ")
+        title.append(health, _HEALTH_STYLE.get(health, ""))
     table = Table(title=title, caption=caption)
     headers = (
         "side",
