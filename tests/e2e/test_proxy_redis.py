@@ -257,6 +257,35 @@ def test_a_reset_mid_transfer_fails_the_command_in_flight(redis_server: RedisSer
     run(main)
 
 
+def test_faults_switched_on_and_off_during_a_large_reply_keep_it_intact(
+    redis_server: RedisServer,
+) -> None:
+    """Bytes alternate between the proxy's fast path and its shaping pump: order must hold."""
+    value = random.Random(8).randbytes(4_000_000)
+
+    async def main() -> None:
+        async with (
+            ChaosProxy(upstream(redis_server), max_buffer=16_384) as proxy,  # many small reads
+            client(proxy.address) as conn,
+        ):
+            await conn.set("blob:toggle", value)
+            for _ in range(3):
+                reply = asyncio.create_task(conn.get("blob:toggle"))
+                for _ in range(200):  # bounded: a few dozen switches before the reply is in
+                    if reply.done():
+                        break
+                    proxy.set(bandwidth=40e6, direction="downstream")
+                    await asyncio.sleep(0.003)
+                    proxy.clear()  # the fast path takes over once the pump is idle
+                    await asyncio.sleep(0.001)
+                proxy.clear()
+                got = await reply
+                assert got is not None
+                assert sha(got) == sha(value)
+
+    run(main)
+
+
 def test_a_missing_redis_server_fails_the_test_with_the_install_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
