@@ -11,11 +11,14 @@ import io
 import itertools
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 import pytest
 from rich.console import Console
 
 from stalwart.chaos import ProxyFaults
+from stalwart.cli import _demo, main
+from stalwart.cli._ops import ROUTES, Change, OpsRecord, reading_of, urls_text
 from stalwart.cli._plan import MIN_DURATION, PHASES, UNPROTECTED_TIMEOUT_CAP, DemoPlan, Phase
 from stalwart.cli._report import phase_line, summary_lines, transition_line
 from stalwart.cli._stats import Outcome, SideStats, Tally, Timeline
@@ -431,3 +434,202 @@ async def _until(done: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("timed out")
+
+
+# -- the ops app's record -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("duration", DURATIONS)
+def test_every_duration_leaves_room_for_health_to_fail_in_each_fault_and_pass_in_the_recovery(
+    duration: float,
+) -> None:
+    plan = DemoPlan.for_run(duration)
+    length = {p: plan.phase_end(p) - plan.phase_start(p) for p in PHASES}
+    # A run started just before the blackhole passes; the next one times out inside it.
+    assert plan.health_interval + plan.health_timeout < length[Phase.BLACKHOLE]
+    # At least one run starts in the reset (and fails at once there).
+    assert plan.health_interval < length[Phase.RESET]
+    # A run in flight when the faults clear fails within its timeout, the next one starts
+    # within an interval of its start and passes: well before the run ends.
+    assert plan.health_interval + plan.health_timeout < length[Phase.RECOVERY]
+
+
+def _health(code: int, status: str) -> tuple[int, dict[str, object]]:
+    return code, {"status": status, "services": {"total": 1}}
+
+
+def _breaker(state: str, available: bool, interval: float) -> tuple[int, dict[str, object]]:
+    return 200, {"state": state, "available": available, "poll_interval": interval}
+
+
+def test_a_reading_takes_the_health_status_and_the_breaker_s_poll_hint_from_the_answers() -> None:
+    reading = reading_of(
+        2.3, Phase.BLACKHOLE, "opened", _health(503, "unhealthy"), _breaker("open", False, 60)
+    )
+    assert (reading.http_status, reading.health) == (503, "unhealthy")
+    assert (reading.breaker, reading.available, reading.poll_interval) == ("open", False, 60.0)
+    assert reading.error is None
+    assert reading.to_dict()["breaker"] == {
+        "state": "open",
+        "available": False,
+        "poll_interval_s": 60.0,
+    }
+
+
+def test_a_reading_without_an_answer_says_why_and_keeps_what_did_answer() -> None:
+    reading = reading_of(
+        1.2, Phase.HEALTHY, "end", ConnectionError("refused"), _breaker("closed", True, 5)
+    )
+    assert reading.http_status is None
+    assert reading.health is None
+    assert reading.breaker == "closed"
+    assert reading.error == "ConnectionError: refused"
+    odd = reading_of(1.2, Phase.HEALTHY, "end", (200, ["not", "a", "dict"]), (404, {}))
+    assert (odd.http_status, odd.health, odd.breaker) == (200, None, None)
+
+
+def _record(**said: tuple[int, str]) -> OpsRecord:
+    ends = {Phase.HEALTHY: 1.2, Phase.BLACKHOLE: 4.4, Phase.RESET: 5.6, Phase.RECOVERY: 8.0}
+    readings = [
+        reading_of(ends[Phase(name)], Phase(name), "end", _health(*answer), (200, {}))
+        for name, answer in said.items()
+    ]
+    readings.append(
+        reading_of(
+            2.3, Phase.BLACKHOLE, "opened", _health(200, "healthy"), _breaker("open", False, 60)
+        )
+    )
+    return OpsRecord(
+        url="http://127.0.0.1:8123",
+        check_url="http://127.0.0.1:9000/api/torrents",
+        interval=0.5,
+        timeout=0.8,
+        readings=tuple(sorted(readings, key=lambda r: r.at)),
+        changes=(
+            Change(0.03, None, "healthy"),
+            Change(2.3, "healthy", "unhealthy"),
+            Change(5.9, "unhealthy", "healthy"),
+        ),
+    )
+
+
+RODE_OUT = {
+    "healthy": (200, "healthy"),
+    "blackhole": (503, "unhealthy"),
+    "reset": (503, "unhealthy"),
+    "recovery": (200, "healthy"),
+}
+
+
+def test_health_that_failed_through_the_faults_and_passed_at_the_end_is_recognised() -> None:
+    assert _record(**RODE_OUT).unhealthy_in_outage_and_healthy_after
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"reset": (200, "healthy")},  # passed while the resets were on
+        {"blackhole": (200, "degraded")},
+        {"recovery": (503, "unhealthy")},  # never came back
+        {"recovery": (200, "degraded")},
+    ],
+)
+def test_health_that_passed_in_a_fault_or_did_not_pass_at_the_end_is_not_recognised(
+    changed: dict[str, tuple[int, str]],
+) -> None:
+    assert not _record(**{**RODE_OUT, **changed}).unhealthy_in_outage_and_healthy_after
+
+
+def test_a_record_without_a_reading_for_a_phase_is_not_recognised() -> None:
+    partial = {k: v for k, v in RODE_OUT.items() if k != "reset"}
+    assert not _record(**partial).unhealthy_in_outage_and_healthy_after
+
+
+def test_json_gives_the_ops_urls_what_health_said_per_phase_and_when_it_changed() -> None:
+    data = _record(**RODE_OUT).to_dict(lambda at: PLAN.phase_at(at).value)
+    assert data["served"] is True
+    assert data["url"] == "http://127.0.0.1:8123"
+    assert data["routes"] == {r: f"http://127.0.0.1:8123/{r}" for r in ROUTES}
+    assert data["breaker_url"] == "http://127.0.0.1:8123/breakers/demo-upstream"
+    assert data["health_check"]["url"] == "http://127.0.0.1:9000/api/torrents"
+    assert {k: v["http_status"] for k, v in data["health_by_phase"].items()} == {
+        "healthy": 200,
+        "blackhole": 503,
+        "reset": 503,
+        "recovery": 200,
+    }
+    assert [(c["new"], c["phase"]) for c in data["health_changes"]] == [
+        ("healthy", "healthy"),
+        ("unhealthy", "blackhole"),
+        ("healthy", "recovery"),
+    ]
+    assert [r["moment"] for r in data["readings"]] == ["end", "opened", "end", "end", "end"]
+    assert data["unhealthy_in_outage_and_healthy_after"] is True
+
+
+def test_without_prometheus_the_urls_leave_out_metrics_and_say_how_to_get_it() -> None:
+    served = tuple(r for r in ROUTES if r != "metrics")
+    text = urls_text("http://127.0.0.1:8123", served)
+    assert "/metrics" not in text.split("(")[0]
+    assert "pip install 'stalwart[prometheus]'" in text
+    full = urls_text("http://127.0.0.1:8123", ROUTES)
+    assert full.split() == [f"http://127.0.0.1:8123/{r}" for r in ROUTES]
+
+
+def test_the_report_prints_the_ops_urls_and_what_health_said_per_phase() -> None:
+    summary = replace(_summary(), ops=_record(**RODE_OUT))
+    text = "\n".join(summary_lines(summary))
+    assert "ops app (served while the demo ran): http://127.0.0.1:8123/health, /breakers, " in text
+    assert "/metrics, /events" in text
+    assert (
+        "/health said: healthy (200) as healthy ended, unhealthy (503) as blackhole ended, "
+        "unhealthy (503) as reset ended, healthy (200) at the end"
+    ) in text
+    assert "healthy -> unhealthy at 2.3 s (blackhole)" in text
+    assert "unhealthy -> healthy at 5.9 s (recovered)" in text
+    assert "/breakers/demo-upstream right after the breaker opened at 2.3 s: state open" in text
+
+
+def test_a_run_without_the_ops_app_says_why_in_the_report_and_the_json() -> None:
+    summary = replace(_summary(), ops_off="switched off (--no-ops)")
+    assert "  ops app: not served, switched off (--no-ops)" in summary_lines(summary)
+    assert summary.to_dict()["ops"] == {"served": False, "reason": "switched off (--no-ops)"}
+
+
+def test_the_live_view_shows_the_ops_urls_and_the_health_status_now() -> None:
+    rows = (SideRow.of("protected", SideStats(), 0.0, "open", 12),)
+    urls = urls_text("http://127.0.0.1:8123", ROUTES)
+    out = io.StringIO()
+    Console(file=out, width=200).print(
+        _table(Status(PLAN, 2.0, Phase.BLACKHOLE, rows, urls, "unhealthy"))
+    )
+    text = out.getvalue()
+    assert "ops app: http://127.0.0.1:8123/health  http://127.0.0.1:8123/breakers" in text
+    assert "/health: unhealthy" in text
+    out = io.StringIO()
+    Console(file=out, width=200).print(_table(Status(PLAN, 2.0, Phase.BLACKHOLE, rows)))
+    assert "ops app" not in out.getvalue()
+
+
+def test_no_ops_and_ops_port_reach_the_demo_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int | None] = []
+
+    def command(duration: float, workers: int, *, as_json: bool, ops_port: int | None) -> int:
+        seen.append(ops_port)
+        return 0
+
+    monkeypatch.setattr(_demo, "command", command)
+    assert main(["demo"]) == 0
+    assert main(["demo", "--ops-port", "8123"]) == 0
+    assert main(["demo", "--ops-port", "8123", "--no-ops"]) == 0
+    assert seen == [0, 8123, None]
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "http"])
+def test_an_ops_port_outside_0_to_65535_is_a_usage_error_naming_the_option(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--ops-port", port])
+    assert exit_info.value.code == 2
+    assert "--ops-port" in capsys.readouterr().err

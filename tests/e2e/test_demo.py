@@ -1,7 +1,8 @@
 """`stalwart demo` end to end: a real upstream on loopback behind two real chaos proxies (one
-per side), real httpx workers, the real CLI.
+per side), real httpx workers, the real CLI, and the ops app served by uvicorn meanwhile.
 
-The demo runs once (8 s) through ``stalwart.cli.main``; the tests read its JSON summary.
+The demo runs once (8 s) through ``stalwart.cli.main``; the tests read its JSON summary, and
+what a client polling the served ``/health`` and ``/breakers/{name}`` from outside saw.
 """
 
 from __future__ import annotations
@@ -11,20 +12,26 @@ import contextlib
 import gc
 import io
 import json
+import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 
+from stalwart import CircuitBreaker
 from stalwart.cli import main
 from stalwart.cli._callers import make_client
-from stalwart.cli._plan import Phase
+from stalwart.cli._demo import _ops_server
+from stalwart.cli._ops import INSTALL_HINT, OpsServer, OpsUnavailable
+from stalwart.cli._plan import DemoPlan, Phase
 from stalwart.cli._upstream import Proxies, Upstream
+from stalwart.cli._view import Status
 
 DURATION = 8
 PHASES = ["healthy", "blackhole", "reset", "recovery"]
@@ -33,22 +40,73 @@ TOLERANCE = 0.25  # scheduling slack on top of call_timeout, as the acceptance r
 
 
 @dataclass(frozen=True)
+class Seen:
+    """One poll of the served app from outside: /health's code and status, the breaker's."""
+
+    at: float
+    health: int | None
+    status: str | None
+    breaker: str | None
+
+
+@dataclass(frozen=True)
 class DemoRun:
     status: int
     summary: dict[str, Any]
     leaks: list[str]
+    port: int
+    seen: list[Seen] = field(default_factory=list)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _poll(port: int, stop: threading.Event, seen: list[Seen]) -> None:
+    """GET /health and /breakers/demo-upstream every 0.2 s, as a person's browser would."""
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client(timeout=2, trust_env=False) as client:
+        for _ in range(int(3 * DURATION / 0.2)):  # bounded: well past the run's length
+            if stop.wait(0.2):
+                return
+            try:
+                health = client.get(f"{base}/health")
+                breaker = client.get(f"{base}/breakers/demo-upstream")
+            except httpx.TransportError:
+                continue  # not serving yet, or no longer
+            seen.append(
+                Seen(
+                    time.monotonic(),
+                    health.status_code,
+                    health.json().get("status"),
+                    breaker.json().get("state"),
+                )
+            )
 
 
 @pytest.fixture(scope="module")
 def run() -> DemoRun:
     out = io.StringIO()
+    port = _free_port()
+    seen: list[Seen] = []
+    stop = threading.Event()
+    poller = threading.Thread(target=_poll, args=(port, stop, seen), daemon=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with contextlib.redirect_stdout(out):
-            status = main(["demo", "--duration", str(DURATION), "--json"])
+        poller.start()
+        try:
+            with contextlib.redirect_stdout(out):
+                args = ["demo", "--duration", str(DURATION), "--json", "--ops-port", str(port)]
+                status = main(args)
+        finally:
+            stop.set()
+            poller.join(10)
         gc.collect()  # unclosed transports and sockets warn when collected
     leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
-    return DemoRun(status, json.loads(out.getvalue()), leaks)
+    return DemoRun(status, json.loads(out.getvalue()), leaks, port, seen)
 
 
 def test_the_verdict_holds_and_the_exit_status_says_so(run: DemoRun) -> None:
@@ -166,6 +224,124 @@ def test_blackholed_callers_wait_for_their_timeouts(run: DemoRun) -> None:
     assert (
         unprotected["phases"]["blackhole"]["worst_wait_s"] >= 0.95 * unprotected["http_timeout_s"]
     )
+
+
+def test_the_ops_app_is_served_on_the_port_asked_for_with_every_route(run: DemoRun) -> None:
+    ops = run.summary["ops"]
+    assert ops["served"] is True
+    assert ops["url"] == f"http://127.0.0.1:{run.port}"
+    assert set(ops["routes"]) == {"health", "breakers", "metrics", "events"}
+    assert ops["breaker_url"] == f"http://127.0.0.1:{run.port}/breakers/demo-upstream"
+
+
+def test_the_served_health_said_unhealthy_during_the_outage_and_healthy_after_it(
+    run: DemoRun,
+) -> None:
+    ops = run.summary["ops"]
+    said = {phase: (r["http_status"], r["status"]) for phase, r in ops["health_by_phase"].items()}
+    assert said == {
+        "healthy": (200, "healthy"),
+        "blackhole": (503, "unhealthy"),
+        "reset": (503, "unhealthy"),
+        "recovery": (200, "healthy"),
+    }
+    assert ops["unhealthy_in_outage_and_healthy_after"] is True
+    # The registry's own changes: unhealthy first during the blackhole, healthy again only
+    # once the faults were cleared.
+    changes = [(c["new"], c["phase"]) for c in ops["health_changes"]]
+    unhealthy = [phase for new, phase in changes if new == "unhealthy"]
+    assert unhealthy[0] == "blackhole", changes
+    assert changes[-1] == ("healthy", "recovery"), changes
+    assert not [c for c in changes if c[0] == "healthy" and c[1] in FAILING], changes
+
+
+def test_the_served_breakers_showed_the_breaker_open_with_its_poll_hint(run: DemoRun) -> None:
+    readings = run.summary["ops"]["readings"]
+    (opened,) = [r for r in readings if r["moment"] == "opened"]
+    assert opened["phase"] == "blackhole"
+    assert opened["breaker"]["state"] == "open"
+    assert opened["breaker"]["available"] is False
+    assert opened["breaker"]["poll_interval_s"] > 5.0  # slower than while closed
+    ends = {r["phase"]: r["breaker"]["state"] for r in readings if r["moment"] == "end"}
+    assert ends["healthy"] == ends["recovery"] == "closed"
+    assert ends["reset"] in ("open", "half_open")
+
+
+def test_a_client_polling_the_served_urls_saw_health_fail_and_recover_and_the_breaker_open(
+    run: DemoRun,
+) -> None:
+    seen = run.seen
+    assert len(seen) >= DURATION * 2, "the served app hardly answered"
+    codes = [s.health for s in seen]
+    first_503 = codes.index(503)
+    assert first_503 > 0
+    assert all(s.status == "healthy" for s in seen[:first_503] if s.health == 200)
+    assert seen[-1].health == 200
+    assert seen[-1].status == "healthy"
+    assert seen[-1].breaker == "closed"
+    # While /health said unhealthy, /breakers showed the breaker open at least once.
+    assert any(s.breaker == "open" for s in seen if s.health == 503)
+    # Unhealthy for a stretch, healthy after: the 503s sit between the first and last 200s.
+    last_503 = len(codes) - 1 - codes[::-1].index(503)
+    assert all(code == 200 for code in codes[last_503 + 1 :])
+    outage = run.summary["verdict"]["outage_s"]
+    assert seen[last_503].at - seen[first_503].at >= 0.5 * (outage[1] - outage[0])
+
+
+def test_the_health_check_s_requests_count_against_neither_side(run: DemoRun) -> None:
+    """It has a proxy of its own: the sides' proxies count only their callers' requests."""
+    for side in ("protected", "unprotected"):
+        figures = run.summary[side]
+        reached = figures["answered"] + figures["failed"]
+        assert figures["proxy"]["total"] <= reached + figures["in_flight_at_end"]
+
+
+def test_without_uvicorn_the_demo_goes_on_without_the_ops_app_and_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn raises
+    events: list[str] = []
+
+    async def main() -> tuple[object, str | None]:
+        breaker = CircuitBreaker("demo-upstream")
+        async with _ops_server(breaker, DemoPlan.for_run(8), 0, _Events(events)) as got:
+            return got
+
+    ops, why = asyncio.run(asyncio.wait_for(main(), 10))
+    assert ops is None
+    assert why is not None
+    assert INSTALL_HINT in why
+    assert events == [why]
+
+
+def test_a_taken_ops_port_is_reported_and_the_server_cleaned_up() -> None:
+    async def main() -> str:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            ops = OpsServer(CircuitBreaker("demo-upstream"), DemoPlan.for_run(8), port)
+            with pytest.raises(OpsUnavailable) as info:
+                await ops.start()
+            assert not ops._thread.is_alive()
+            return str(info.value)
+
+    before = threading.active_count()
+    message = asyncio.run(asyncio.wait_for(main(), 20))
+    assert "could not serve the ops app on 127.0.0.1:" in message
+    assert "--ops-port 0" in message
+    assert threading.active_count() == before
+
+
+class _Events:
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def event(self, text: str) -> None:
+        self.lines.append(text)
+
+    def update(self, status: Status) -> None:
+        pass
 
 
 def test_a_call_whose_answer_the_blackhole_swallows_waits_for_its_timeout() -> None:

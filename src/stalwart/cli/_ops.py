@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -331,9 +332,7 @@ class OpsServer:
         )
         self._server = uvicorn.Server(config)
         # Not in the main thread, so uvicorn installs no signal handlers: Ctrl-C stays the demo's.
-        self._thread = threading.Thread(
-            target=self._server.run, name="stalwart-demo-ops", daemon=True
-        )
+        self._thread = threading.Thread(target=self._serve, name="stalwart-demo-ops", daemon=True)
         self._client = httpx.AsyncClient(timeout=READ_TIMEOUT, trust_env=False)
         self._tasks: set[asyncio.Task[None]] = set()
         self.origin = time.monotonic()
@@ -344,6 +343,8 @@ class OpsServer:
         self.readings: list[Reading] = []
         self._opened_read = False
         self._stopped = False
+        self._socket: socket.socket | None = None
+        self._failure: str | None = None
 
     @property
     def health_now(self) -> str | None:
@@ -352,7 +353,21 @@ class OpsServer:
         return changes[-1].new if changes else None
 
     async def start(self) -> None:
-        """Serve; OpsUnavailable (the server cleaned up) if it does not start in time."""
+        """Serve; OpsUnavailable (nothing left running) if the port is taken or the server
+        does not start in time."""
+        # Bound here rather than by uvicorn, which logs and exits its thread when it cannot.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", self._port))
+        except OSError as exc:
+            sock.close()
+            raise OpsUnavailable(
+                f"could not serve the ops app on 127.0.0.1:{self._port} ({exc.strerror}; "
+                "--ops-port 0 picks a free port); running the demo without it"
+            ) from exc
+        self._socket = sock
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         self.registry.add_listener(self._on_change, self._changed)
         self._thread.start()
         for _ in range(int(START_WAIT / 0.01)):
@@ -362,11 +377,18 @@ class OpsServer:
         if not self._server.started:
             await self.stop()
             raise OpsUnavailable(
-                f"could not serve the ops app on 127.0.0.1:{self._port} (is the port taken? "
-                "--ops-port 0 picks a free one); running the demo without it"
+                f"the ops app did not start on {self.url} ({self._failure or 'timed out'}); "
+                "running the demo without it"
             )
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+
+    def _serve(self) -> None:
+        """The server thread: serve until told to stop; keep a failure rather than raise it
+        (the demo reports it and goes on without the app)."""
+        assert self._socket is not None
+        try:
+            self._server.run(sockets=[self._socket])
+        except BaseException as exc:  # uvicorn exits with SystemExit too
+            self._failure = f"{type(exc).__name__}: {exc}"
 
     @property
     def served(self) -> tuple[str, ...]:
@@ -446,6 +468,8 @@ class OpsServer:
             await asyncio.sleep(0.01)
         self.registry.remove_listener(self._on_change)
         self.app.close()
+        if self._socket is not None:
+            self._socket.close()  # uvicorn closes it too; this covers a server that never ran
 
     def _on_change(self, event: Event) -> None:
         assert isinstance(event, self._changed)
