@@ -44,6 +44,8 @@ DIRECTIONS = ("both", "upstream", "downstream")
 DEFAULT_MAX_BUFFER = 262144
 """Largest chunk read from either side at once (bytes): 256 KiB, as much as asyncio's own
 socket transport reads at once; smaller chunks cost throughput (see ``bench/proxy.py``)."""
+FIRST_READ = 16384
+"""The read buffer a connection starts with (bytes)."""
 PACING_STEP = 0.01
 """Under a bandwidth limit, data goes in pieces worth this many seconds, so the rate holds
 even for transfers of a few chunks."""
@@ -233,7 +235,9 @@ class _Tap(asyncio.BufferedProtocol):
         self.direction = direction
         """Where the bytes this socket receives go: ``upstream`` (client socket) or
         ``downstream`` (upstream socket)."""
-        self.view = memoryview(bytearray(proxy.max_buffer))
+        self.view = memoryview(bytearray(min(proxy.max_buffer, FIRST_READ)))
+        """Where the next read goes: grows by doubling, up to ``max_buffer``, while reads
+        fill it, so a connection that only exchanges small messages keeps a small one."""
         self.transport: asyncio.Transport | None = None
         self.peer: _Tap | None = None
         """The tap of the other socket of the link, once both are connected."""
@@ -253,6 +257,9 @@ class _Tap(asyncio.BufferedProtocol):
         return self.view
 
     def buffer_updated(self, nbytes: int) -> None:
+        view = self.view
+        if nbytes == len(view) < self.proxy.max_buffer:  # a full read: take more next time
+            self.view = memoryview(bytearray(min(2 * nbytes, self.proxy.max_buffer)))
         peer = self.peer
         if (
             peer is not None
@@ -263,13 +270,13 @@ class _Tap(asyncio.BufferedProtocol):
             and self.proxy._untouched(self.direction)
         ):
             out = peer.transport
-            out.write(self.view[:nbytes])
-            if out.get_write_buffer_size() and _keeps_views(out):
-                self.view = memoryview(bytearray(len(self.view)))  # that one is the transport's
+            out.write(view[:nbytes])
+            if self.view is view and out.get_write_buffer_size() and _keeps_views(out):
+                self.view = memoryview(bytearray(len(view)))  # that one is the transport's
             self.proxy._count(self.direction, nbytes)
             return
         self.pending += nbytes
-        self.inner.data_received(bytes(self.view[:nbytes]))
+        self.inner.data_received(bytes(view[:nbytes]))
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received()
