@@ -20,6 +20,7 @@ from stalwart.chaos import ProxyFaults
 from stalwart.cli import _demo, main
 from stalwart.cli._ops import ROUTES, Change, OpsRecord, reading_of, urls_text
 from stalwart.cli._plan import MIN_DURATION, PHASES, UNPROTECTED_TIMEOUT_CAP, DemoPlan, Phase
+from stalwart.cli._report import label as phase_label
 from stalwart.cli._report import phase_line, summary_lines, transition_line
 from stalwart.cli._stats import Outcome, SideStats, Tally, Timeline
 from stalwart.cli._upstream import Proxies
@@ -633,3 +634,10 @@ def test_an_ops_port_outside_0_to_65535_is_a_usage_error_naming_the_option(
         main(["demo", "--ops-port", port])
     assert exit_info.value.code == 2
     assert "--ops-port" in capsys.readouterr().err
+
+
+def test_a_run_stopped_in_a_fault_reports_its_last_reading_as_the_end_not_the_phase_s() -> None:
+    stopped = _record(healthy=(200, "healthy"), blackhole=(503, "unhealthy"))
+    text = "\n".join(stopped.lines(phase_label, lambda at: PLAN.phase_at(at).value))
+    assert "/health said: healthy (200) as healthy ended, unhealthy (503) at the end" in text
+    assert not stopped.unhealthy_in_outage_and_healthy_after

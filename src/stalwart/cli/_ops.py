@@ -222,11 +222,10 @@ class OpsRecord:
     def lines(self, label: Callable[[Phase], str], phase_of: Callable[[float], str]) -> list[str]:
         """The report's words: the URLs, what /health said per phase, and when it changed."""
         routes = ", ".join(f"/{r}" for r in self.served[1:])
+        ends = [r for p in Phase if (r := self.said_at_end(p)) is not None]
         said = [
-            f"{_said(reading)} "
-            + ("at the end" if phase is Phase.RECOVERY else f"as {label(phase)} ended")
-            for phase in Phase
-            if (reading := self.said_at_end(phase)) is not None
+            f"{_said(r)} " + ("at the end" if r is ends[-1] else f"as {label(r.phase)} ended")
+            for r in ends
         ]
         opened = [r for r in self.readings if r.moment == "opened"]
         lines = [
