@@ -11,6 +11,7 @@ import http.client
 import http.server
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -449,7 +450,7 @@ def test_clearing_a_bandwidth_limit_speeds_up_a_transfer_in_flight(
 
     async def main() -> None:
         async with ChaosProxy(http_server) as proxy:
-            proxy.set(bandwidth=100_000)  # would take 3 s
+            proxy.set(bandwidth=30_000)  # would take 10 s
             started = time.monotonic()
             transfer = asyncio.create_task(http_get(proxy.address, f"/blob/{size}"))
             # Wait until the limited transfer is visibly under way (bounded), not a fixed time.
@@ -460,7 +461,7 @@ def test_clearing_a_bandwidth_limit_speeds_up_a_transfer_in_flight(
             assert 0 < proxy.stats().bytes_downstream < size
             proxy.clear()
             assert await transfer == pattern(size)
-            assert time.monotonic() - started < 1.0
+            assert time.monotonic() - started < 5.0  # half the limited time, even under load
 
     run(main)
 
@@ -503,6 +504,95 @@ def test_faults_set_from_another_thread_apply_before_set_returns() -> None:
             with pytest.raises(ConfigError):
                 await asyncio.to_thread(proxy.set, latency=-1)
             await asyncio.to_thread(proxy.clear)
+            async with connect(proxy.address) as (reader, writer):
+                await round_trip(reader, writer)
+
+    run(main)
+
+
+def test_faults_set_from_two_threads_at_once_both_apply() -> None:
+    async def main() -> None:
+        async with echo_server() as upstream, ChaosProxy(upstream) as proxy:
+
+            def together() -> None:
+                barrier = threading.Barrier(2)
+
+                def slow() -> None:
+                    barrier.wait()
+                    proxy.set(bandwidth=1000.0)
+
+                def late() -> None:
+                    barrier.wait()
+                    proxy.set(latency=0.5)
+
+                threads = [threading.Thread(target=slow), threading.Thread(target=late)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(5)
+
+            previous = sys.getswitchinterval()
+            sys.setswitchinterval(1e-6)
+            try:
+                for _ in range(30):
+                    await asyncio.to_thread(together)
+                    assert (proxy.faults.bandwidth, proxy.faults.latency) == (1000.0, 0.5)
+                    proxy.clear()
+            finally:
+                sys.setswitchinterval(previous)
+
+    run(main)
+
+
+def test_a_blackhole_swallows_the_upstreams_close_until_it_is_lifted() -> None:
+    async def main() -> None:
+        go_away = asyncio.Event()
+
+        async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1)  # the client's hello
+            await go_away.wait()
+            writer.close()
+
+        server = await asyncio.start_server(hang_up, LOCAL, 0)
+        try:
+            async with (
+                ChaosProxy(server.sockets[0].getsockname()[:2]) as proxy,
+                connect(proxy.address) as (reader, writer),
+            ):
+                writer.write(b"hello")
+                await writer.drain()
+                for _ in range(200):  # until the hello is through (bounded)
+                    if proxy.stats().bytes_upstream:
+                        break
+                    await asyncio.sleep(0.005)
+                proxy.set(blackhole=True)
+                go_away.set()
+                # The upstream hangs up; through a blackhole the client must not learn it.
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(reader.read(1), 0.3)
+                proxy.clear()
+                assert await asyncio.wait_for(reader.read(1), 5) == b""  # now it does
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(main)
+
+
+def test_lifting_refuse_on_a_port_taken_meanwhile_fails_and_keeps_refusing() -> None:
+    async def main() -> None:
+        async with echo_server() as upstream, ChaosProxy(upstream) as proxy:
+            proxy.set(refuse=True)
+            squatter = socket.socket()
+            try:
+                squatter.bind(proxy.address)
+                squatter.listen()
+                with pytest.raises(OSError):
+                    proxy.clear()
+                assert proxy.faults.refuse  # still what the proxy does
+            finally:
+                squatter.close()
+            proxy.clear()
             async with connect(proxy.address) as (reader, writer):
                 await round_trip(reader, writer)
 

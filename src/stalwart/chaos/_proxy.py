@@ -27,7 +27,7 @@ import random
 import socket
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -58,6 +58,10 @@ def _keeps_views(transport: asyncio.Transport) -> bool:
     (then the buffer written must not be reused). Python 3.11's selector transport copies
     it; from 3.12 it keeps the view, and other loops may too."""
     return sys.version_info >= (3, 12) or type(transport).__module__ != "asyncio.selector_events"
+
+
+_RECHECK = 0.5
+"""Seconds between looks at a link whose close a blackhole holds back."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -363,6 +367,7 @@ class ChaosProxy:
         self._address: tuple[str, int] | None = None
         self._closed = False
         self._links: set[_Link] = set()
+        self._switched: set[asyncio.Future[None]] = set()
         self._handlers: set[asyncio.Task[Any]] = set()
         self._total = self._up = self._down = self._dropped = self._upstream_errors = 0
 
@@ -430,11 +435,11 @@ class ChaosProxy:
         for key in faults:
             if key not in fields:
                 raise ConfigError(key, f"is not a proxy fault; the faults are {sorted(fields)}")
-        self._apply(dataclasses.replace(self._faults, **faults))
+        self._apply(lambda now: dataclasses.replace(now, **faults))
 
     def clear(self) -> None:
         """Remove every fault: forward everything untouched again."""
-        self._apply(NO_FAULTS)
+        self._apply(lambda _: NO_FAULTS)
 
     @contextlib.contextmanager
     def fault(self, **faults: Any) -> Iterator[ProxyFaults]:
@@ -444,9 +449,11 @@ class ChaosProxy:
         try:
             yield self._faults
         finally:
-            self._apply(before)
+            self._apply(lambda _: before)
 
-    def _apply(self, new: ProxyFaults) -> None:
+    def _apply(self, change: Callable[[ProxyFaults], ProxyFaults]) -> None:
+        """Apply ``change`` to the faults in force, on the proxy's loop when it runs (so
+        two threads setting faults at once both get their change), before returning."""
         loop = self._loop
         if loop is not None and not self._closed and loop.is_running():
             try:
@@ -458,7 +465,7 @@ class ChaosProxy:
 
                 def apply() -> None:
                     try:
-                        self._switch(new)
+                        self._switch(change(self._faults))
                     except BaseException as exc:
                         done.set_exception(exc)
                     else:
@@ -467,19 +474,25 @@ class ChaosProxy:
                 loop.call_soon_threadsafe(apply)
                 done.result()
                 return
-        self._switch(new)
+        self._switch(change(self._faults))
 
     def _switch(self, new: ProxyFaults) -> None:
-        old, self._faults = self._faults, new
+        old = self._faults
         if self._loop is None or self._closed:
+            self._faults = new
             return
         if new.refuse and not old.refuse and self._server is not None:
             self._server.close()  # closes the listening socket now: connects are refused
             self._server = None
         elif old.refuse and not new.refuse and self._server is None:
-            # Bind and listen now, so connects succeed as soon as this returns.
+            # Bind and listen now, so connects succeed as soon as this returns. If the port
+            # was taken meanwhile, this raises and the faults stay as they were.
             sock = self._bind(self.address)
             self._reopening = self._loop.create_task(self._serve(sock))
+        self._faults = new
+        for waiter in self._switched:  # closes held back by a blackhole look again
+            if not waiter.done():
+                waiter.set_result(None)
         if new.reset:
             for link in list(self._links):
                 link.drop(rst=True)
@@ -627,6 +640,7 @@ class ChaosProxy:
                     self._up += sent
                 else:
                     self._down += sent
+            await self._while_blackholed(writer)  # a blackhole swallows the close too
             if writer.is_closing():
                 return  # the link was dropped: nothing to pass on
             if self._faults.slow_close:
@@ -634,7 +648,21 @@ class ChaosProxy:
             if writer.can_write_eof() and not writer.is_closing():
                 writer.write_eof()
         except OSError:
+            await self._while_blackholed(writer)
             link.drop(rst=False)  # one side failed: the other learns at once
+
+    async def _while_blackholed(self, writer: asyncio.StreamWriter) -> None:
+        """Hold on while a blackhole is in force and the link is up: the other side must
+        not learn of a close or an error through it (a real blackhole drops the FIN too).
+        Lifting the blackhole (any fault change) lets it through; a link dropped
+        meanwhile (timeout fault, shutdown) is noticed within ``_RECHECK`` seconds."""
+        while self._faults.blackhole and not writer.is_closing():
+            waiter = asyncio.get_running_loop().create_future()
+            self._switched.add(waiter)
+            try:
+                await asyncio.wait((waiter,), timeout=_RECHECK)
+            finally:
+                self._switched.discard(waiter)
 
     async def _shaped(
         self,
