@@ -712,7 +712,8 @@ def render(
             out.append(
                 f"  stalwart vs naive: p99 {n.p99 / s.p99:,.0f}x lower "
                 f"({ms(s.p99)} vs {ms(n.p99)} ms), req/s {s.rps / n.rps:,.1f}x higher "
-                f"({s.rps:,.0f} vs {n.rps:,.0f})"
+                f"({s.rps:,.0f} vs {n.rps:,.0f}"
+                + (", the offered rate caps both)" if shape == "paced" else ")")
             )
         if n is not None:
             bounded = n.p99 <= args.timeout * 1e3 * 1.5
@@ -744,6 +745,10 @@ def render(
                 f"{verdict}"
             )
     return "\n".join(line.rstrip() for line in out)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -793,7 +798,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--naive-pool >= 0 please (0: no limit)")
     if not 0 < args.timeout < REQUEST_TIMEOUT - 1 or args.interval <= 0:
         raise SystemExit(f"--timeout in (0, {REQUEST_TIMEOUT - 1:g}) s, --interval > 0 please")
-    figures, setup = run(args)
+    signal.signal(signal.SIGTERM, _terminated)  # stop the children on the way out, as Ctrl-C
+    try:
+        figures, setup = run(args)
+    except KeyboardInterrupt:
+        log("interrupted: every process this bench started is stopped")
+        return 130
     info = machine(("stalwart", "uvicorn", "h11", "httpx"))
     command = " ".join(["bench/health.py", *argv])
     if args.json:
