@@ -713,7 +713,7 @@ def render(
                 f"  stalwart vs naive: p99 {n.p99 / s.p99:,.0f}x lower "
                 f"({ms(s.p99)} vs {ms(n.p99)} ms), req/s {s.rps / n.rps:,.1f}x higher "
                 f"({s.rps:,.0f} vs {n.rps:,.0f}"
-                + (", the offered rate caps both)" if shape == "paced" else ")")
+                + (", stalwart's capped by the offered rate)" if shape == "paced" else ")")
             )
         if n is not None:
             bounded = n.p99 <= args.timeout * 1e3 * 1.5
