@@ -361,6 +361,8 @@ class OpsServer:
             sock.bind(("127.0.0.1", self._port))
         except OSError as exc:
             sock.close()
+            self.app.close()  # its metrics listen to every breaker in the process
+            await self._client.aclose()
             raise OpsUnavailable(
                 f"could not serve the ops app on 127.0.0.1:{self._port} ({exc.strerror}; "
                 "--ops-port 0 picks a free port); running the demo without it"
