@@ -610,7 +610,7 @@ class HealthRegistry(Observable):
         start = self._clock.monotonic()
         try:
             async with asyncio.timeout(config.timeout) as scope:
-                value = await (config.check() if entry.is_async else self._in_thread(entry))
+                value = await (self._in_task(entry) if entry.is_async else self._in_thread(entry))
                 if inspect.isawaitable(value):  # a plain function that returned a coroutine
                     value = await value
         except TimeoutError:
@@ -627,13 +627,37 @@ class HealthRegistry(Observable):
             raise _Failed(result)
         return result
 
-    async def _in_thread(self, entry: _Entry) -> Any:
-        """Call a sync check in a new daemon thread and await its result. A hung call keeps
-        its thread; until it returns, later runs fail at once instead of piling threads up."""
+    async def _in_task(self, entry: _Entry) -> Any:
+        """Await an async check run as a task of its own. At the timeout the run stops
+        waiting at once and cancels it, without waiting for it to unwind: a client may take
+        long to (psycopg, cancelled, first sends a cancel request over the same dead path,
+        ~10 s through a blackhole). Until it has, later runs fail at once."""
+        self._claim(entry)
+        task = asyncio.ensure_future(_awaited(entry.config.check))
+
+        def ended(task: asyncio.Task[Any]) -> None:
+            with self._lock:
+                entry.busy = False
+            if not task.cancelled():
+                task.exception()  # retrieved: it was judged, or nobody waits any more
+
+        task.add_done_callback(ended)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.cancel()  # the timeout (or shutdown): no waiting for it to unwind
+            raise
+
+    def _claim(self, entry: _Entry) -> None:
         with self._lock:
             if entry.busy:
                 raise _Failed(CheckResult.failed("the previous run has not returned yet"))
             entry.busy = True
+
+    async def _in_thread(self, entry: _Entry) -> Any:
+        """Call a sync check in a new daemon thread and await its result. A hung call keeps
+        its thread; until it returns, later runs fail at once instead of piling threads up."""
+        self._claim(entry)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         context = contextvars.copy_context()
@@ -656,6 +680,13 @@ class HealthRegistry(Observable):
 
     def __repr__(self) -> str:
         return f"HealthRegistry({self.name!r}, checks={list(self.names())})"
+
+
+async def _awaited(check: Callable[[], Any]) -> Any:
+    value = await check()
+    if inspect.isawaitable(value):
+        value = await value
+    return value
 
 
 def _deliver(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
