@@ -345,3 +345,25 @@ def test_a_built_in_check_can_be_called_directly() -> None:
         listener.listen()
         assert run(tcp_check(LOCAL, listener.getsockname()[1])()) is None
     assert isinstance(disk_check("/", min_free_ratio=0.0)(), CheckResult)
+
+
+def test_http_check_loads_no_certificates_for_plain_http_and_once_for_https(
+    web: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Loading the CA bundle costs ~20 ms of CPU on the event loop: never per run.
+    import ssl
+
+    made: list[object] = []
+    real = ssl.create_default_context
+
+    def counting(*args: object, **kwargs: object) -> ssl.SSLContext:
+        made.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    check = http_check(f"{web}/health")
+    for _ in range(2):
+        assert run(check()).ok
+    assert made == []
+    http_check("https://127.0.0.1:1/health")
+    assert len(made) == 1  # made when the check is built, then reused by every run

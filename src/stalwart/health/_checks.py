@@ -134,7 +134,7 @@ def http_check(
     # A plain http:// URL that follows no redirect never needs TLS at all.
     tls: ssl.SSLContext | bool = False
     if verify and (url.startswith("https://") or follow_redirects):
-        tls = httpx.create_ssl_context(verify=True)
+        tls = httpx.create_ssl_context(verify=True, trust_env=False)
 
     async def run() -> CheckResult:
         async with httpx.AsyncClient(
