@@ -257,6 +257,48 @@ def test_latency_adds_its_delay_to_each_direction_of_a_round_trip() -> None:
     run(main)
 
 
+def test_latency_delays_a_large_answer_once_not_once_per_chunk(
+    http_server: tuple[str, int],
+) -> None:
+    # Like a network link: each byte leaves `latency` after it arrived. A 4 MB answer
+    # comes in dozens of reads; holding each read in turn would take dozens of latencies.
+    size = 4_000_000
+
+    async def main() -> None:
+        async with ChaosProxy(http_server) as proxy:
+            proxy.set(latency=0.3, direction="downstream")
+            started = time.monotonic()
+            assert await http_get(proxy.address, f"/blob/{size}") == pattern(size)
+            took = time.monotonic() - started
+            assert 0.3 <= took < 2.0, took  # per-read holds would take 16 x 0.3 s at least
+
+    run(main)
+
+
+def test_pieces_leave_their_hold_after_arriving_and_in_order() -> None:
+    faults = ProxyFaults(latency=0.1, jitter=0.05)
+    shaper = _Shaper(random.Random(1))
+    arrived = [0.0, 0.0, 0.01, 0.5]
+    dues = [shaper.due(faults, at) for at in arrived]
+    previous = 0.0
+    for at, due in zip(arrived, dues, strict=True):
+        assert due >= at + 0.1  # the latency, counted from its arrival
+        assert due <= max(at + 0.15, previous)  # plus jitter, or waiting for the one ahead
+        previous = due
+    assert dues == sorted(dues)  # jitter never lets a later piece overtake an earlier one
+
+
+def test_arrivals_split_a_read_into_the_runs_that_came_in() -> None:
+    from stalwart.chaos._proxy import _Arrivals
+
+    arrivals = _Arrivals()
+    arrivals.add(100, 1.0)
+    arrivals.add(50, 2.0)
+    assert arrivals.take(120, now=9.0) == [(100, 1.0), (20, 2.0)]
+    assert arrivals.take(40, now=9.0) == [(30, 2.0), (10, 9.0)]  # unrecorded bytes: now
+    assert arrivals.take(5, now=9.5) == [(5, 9.5)]
+
+
 def test_jitter_draws_are_bounded_and_repeat_with_the_seed() -> None:
     faults = ProxyFaults(latency=0.1, jitter=0.05)
     first = [_Shaper(random.Random(3)).hold(faults) for _ in range(1)]

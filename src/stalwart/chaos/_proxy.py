@@ -19,10 +19,12 @@ no task switch); otherwise the bytes go through the stream to a pump task that s
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
 import ipaddress
+import math
 import random
 import socket
 import struct
@@ -138,17 +140,25 @@ class ProxyStats:
 class _Shaper:
     """Sans-I/O: when and in which pieces one direction's data goes under the faults."""
 
-    __slots__ = ("_free_at", "_rng")
+    __slots__ = ("_due", "_free_at", "_rng")
 
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
         self._free_at = 0.0
+        self._due = -math.inf
 
     def hold(self, faults: ProxyFaults) -> float:
         """Seconds to hold a chunk before sending it: latency plus a jitter draw."""
         if faults.jitter:
             return faults.latency + self._rng.uniform(0.0, faults.jitter)
         return faults.latency
+
+    def due(self, faults: ProxyFaults, arrived: float) -> float:
+        """When a piece that arrived at ``arrived`` may leave: its hold after arriving, and
+        never before the piece ahead of it (jitter must not reorder bytes)."""
+        due = max(arrived + self.hold(faults), self._due)
+        self._due = due
+        return due
 
     @staticmethod
     def piece(faults: ProxyFaults, size: int) -> int:
@@ -208,6 +218,36 @@ def _drop(writer: asyncio.StreamWriter | None, *, rst: bool) -> None:
     transport.abort()
 
 
+class _Arrivals:
+    """Sans-I/O: the arrival times of the bytes a stream holds, oldest first, so the pump
+    can tell when each piece of what it reads came in."""
+
+    __slots__ = ("_runs",)
+
+    def __init__(self) -> None:
+        self._runs: collections.deque[list[float]] = collections.deque()  # [size, at]
+
+    def add(self, size: int, at: float) -> None:
+        self._runs.append([size, at])
+
+    def take(self, size: int, now: float) -> list[tuple[int, float]]:
+        """The next ``size`` bytes as (run size, arrival time) pieces; bytes with no record
+        count as arriving ``now``."""
+        pieces: list[tuple[int, float]] = []
+        runs = self._runs
+        while size > 0 and runs:
+            run = runs[0]
+            part = min(size, int(run[0]))
+            pieces.append((part, run[1]))
+            size -= part
+            run[0] -= part
+            if not run[0]:
+                runs.popleft()
+        if size > 0:
+            pieces.append((size, now))
+        return pieces
+
+
 class _Tap(asyncio.BufferedProtocol):
     """One socket's protocol: a fast path in front of its :class:`asyncio.StreamReaderProtocol`.
 
@@ -220,6 +260,7 @@ class _Tap(asyncio.BufferedProtocol):
     """
 
     __slots__ = (
+        "arrivals",
         "direction",
         "idle",
         "inner",
@@ -251,6 +292,8 @@ class _Tap(asyncio.BufferedProtocol):
         """The pump waits in ``read()`` (it holds no data)."""
         self.paused = False
         """Reading paused by this tap for the peer transport's back-pressure."""
+        self.arrivals = _Arrivals()
+        """When the pending bytes arrived, for latency counted from arrival."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -280,6 +323,7 @@ class _Tap(asyncio.BufferedProtocol):
             self.proxy._count(self.direction, nbytes)
             return
         self.pending += nbytes
+        self.arrivals.add(nbytes, self.proxy._clock.monotonic())
         self.inner.data_received(bytes(view[:nbytes]))
 
     def eof_received(self) -> bool | None:
@@ -619,8 +663,10 @@ class ChaosProxy:
                     finally:
                         tap.idle = False
                     tap.pending -= len(data)
+                    arrivals = tap.arrivals.take(len(data), clock.monotonic())
                 else:
                     data = await reader.read(self.max_buffer)
+                    arrivals = [(len(data), clock.monotonic())]
                 if not data:
                     break
                 faults = self._faults
@@ -628,10 +674,16 @@ class ChaosProxy:
                     self._dropped += len(data)
                     continue
                 if faults.shapes(direction):
-                    hold = shaper.hold(faults)
-                    if hold:
-                        await clock.asleep(hold)
-                    sent = await self._shaped(shaper, faults, data, writer, direction)
+                    # Each piece leaves its latency after it *arrived*, as on a network link:
+                    # pieces that waited in the stream meanwhile are not delayed once more.
+                    sent, offset = 0, 0
+                    for size, arrived in arrivals:
+                        wait = shaper.due(faults, arrived) - clock.monotonic()
+                        if wait > 0:
+                            await clock.asleep(wait)
+                        piece = data[offset : offset + size]
+                        offset += size
+                        sent += await self._shaped(shaper, self._faults, piece, writer, direction)
                 else:
                     writer.write(data)
                     await writer.drain()
