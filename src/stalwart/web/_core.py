@@ -414,6 +414,22 @@ def _events(core: OpsCore, req: Request, params: Params, authed: bool) -> Respon
     return Response(200, headers, stream=True, redact=not authed)
 
 
+def _dashboard(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+    from . import _dashboard as dashboard
+
+    return Response(200, dashboard.headers("text/html; charset=utf-8"), dashboard.page(req.path))
+
+
+def _dashboard_file(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+    from . import _dashboard as dashboard
+
+    found = dashboard.asset(params["name"])
+    if found is None:
+        return problem(404, f"no dashboard file named {params['name'][:200]!r}")
+    body, content_type = found
+    return Response(200, dashboard.headers(content_type), body)
+
+
 def _openapi(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
     from ._openapi import openapi
 
@@ -439,4 +455,6 @@ ROUTES: tuple[Route, ...] = (
     Route("/metrics", {"GET": _metrics}, "Prometheus exposition"),
     Route("/events", {"GET": _events}, "Server-sent events: state changes as they happen"),
     Route("/openapi.json", {"GET": _openapi}, "This app's OpenAPI 3.1 description"),
+    Route("/dashboard", {"GET": _dashboard}, "Live web page: breakers and health checks"),
+    Route("/dashboard/{name}", {"GET": _dashboard_file}, "The dashboard's script and style"),
 )

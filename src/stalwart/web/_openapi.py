@@ -91,6 +91,19 @@ def _responses(pattern: str, method: str) -> dict[str, Any]:
             "description": "Server-sent events",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         }
+    elif pattern == "/dashboard":
+        out["200"] = {
+            "description": "The dashboard page",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }
+    elif pattern == "/dashboard/{name}":
+        out["200"] = {
+            "description": "app.js or app.css",
+            "content": {
+                "text/javascript": {"schema": {"type": "string"}},
+                "text/css": {"schema": {"type": "string"}},
+            },
+        }
     else:
         out["200"] = _json({"type": "object"}, "OK")
     if "{name}" in pattern:

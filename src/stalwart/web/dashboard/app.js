@@ -1,0 +1,280 @@
+// stalwart ops dashboard: renders the ops app's own JSON routes and keeps them live.
+// No framework, no build step, no third-party requests. Every URL is relative to the app's
+// mount point (the folder above this script), so the page works under any prefix.
+"use strict";
+
+(() => {
+  const here = document.currentScript ? document.currentScript.src : location.href;
+  const base = new URL("../", here);
+  const url = (path) => new URL(path, base).href;
+
+  const DEFAULT_POLL = 5; // seconds, until the breakers' poll hints are known
+  const MIN_POLL = 1;
+  const MAX_POLL = 120;
+  const RESYNC = 30; // while live: refresh figures that change without an event (p95, ...)
+  const RECONNECT = 30; // after the server refused the stream (404, 503): try again
+
+  // Each section renders one route. A section for connections or journal sessions is one
+  // more entry here, its <section> in index.html, and the event types that touch it.
+  const sections = {
+    breakers: { path: "breakers", render: renderBreakers },
+    checks: { path: "health/detailed", render: renderChecks },
+  };
+  const EVENTS = {
+    state_transition: ["breakers"],
+    health_changed: ["checks"],
+  };
+  for (const section of Object.values(sections)) {
+    Object.assign(section, { running: null, again: false, stale: true });
+  }
+
+  let pollHint = DEFAULT_POLL;
+  let checksShowBreakers = false;
+  let mode = "starting"; // live | polling | starting
+  let timer = null;
+  let source = null;
+
+  // -- fetching ------------------------------------------------------------------------
+
+  // One request per section at a time: a refresh asked for meanwhile runs once afterwards.
+  function refresh(name) {
+    const section = sections[name];
+    if (document.visibilityState === "hidden") {
+      section.stale = true;
+      return Promise.resolve();
+    }
+    if (section.running) {
+      section.again = true;
+      return section.running;
+    }
+    section.running = load(name, section).finally(() => {
+      section.running = null;
+      if (section.again) {
+        section.again = false;
+        return refresh(name);
+      }
+      return undefined;
+    });
+    return section.running;
+  }
+
+  async function load(name, section) {
+    section.stale = false;
+    try {
+      const response = await fetch(url(section.path), {
+        cache: "no-store",
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      const type = response.headers.get("content-type") || "";
+      if (!type.startsWith("application/json")) {
+        throw new Error(`${section.path} answered ${response.status}`);
+      }
+      section.render(await response.json());
+      setProblem(name, null);
+      document.getElementById("updated").textContent =
+        `updated ${new Date().toLocaleTimeString()}`;
+    } catch (error) {
+      section.stale = true;
+      setProblem(name, error instanceof Error ? error.message : String(error));
+    }
+  }
+
+  function refreshAll() {
+    return Promise.all(Object.keys(sections).map(refresh));
+  }
+
+  // -- schedule: one timer; the next poll is set only once the previous one finished ------
+
+  function nextDelay() {
+    return mode === "live" ? Math.max(RESYNC, pollHint) : pollHint;
+  }
+
+  function reschedule(seconds) {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    if (document.visibilityState === "hidden") return; // paused; resumed when shown
+    timer = setTimeout(tick, seconds * 1000);
+  }
+
+  async function tick() {
+    timer = null;
+    await refreshAll();
+    reschedule(nextDelay());
+  }
+
+  function setMode(next) {
+    if (mode === next) return;
+    mode = next;
+    showMode();
+    reschedule(next === "polling" ? 0 : nextDelay());
+  }
+
+  function showMode() {
+    const el = document.getElementById("mode");
+    const hidden = document.visibilityState === "hidden";
+    el.dataset.mode = hidden ? "paused" : mode;
+    el.textContent = hidden
+      ? "paused while the page is hidden"
+      : mode === "live"
+        ? "live (event stream)"
+        : mode === "polling"
+          ? `polling every ${pollHint} s (no event stream)`
+          : "connecting";
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    showMode();
+    if (document.visibilityState === "hidden") {
+      reschedule(0); // clears the timer
+      return;
+    }
+    const stale = Object.keys(sections).filter((name) => sections[name].stale);
+    Promise.all(stale.map(refresh)).then(() => reschedule(nextDelay()));
+  });
+
+  // -- event stream --------------------------------------------------------------------
+
+  function connect() {
+    if (typeof EventSource !== "function") {
+      setMode("polling");
+      return;
+    }
+    source = new EventSource(url("events"));
+    source.addEventListener("open", () => {
+      setMode("live");
+      refreshAll(); // whatever changed while the stream was down
+    });
+    source.addEventListener("error", () => {
+      setMode("polling"); // the browser retries the stream by itself meanwhile
+      if (source && source.readyState === EventSource.CLOSED) {
+        source = null; // refused (404, 503): the browser gave up; so do we, for a while
+        setTimeout(connect, RECONNECT * 1000);
+      }
+    });
+    for (const [type, names] of Object.entries(EVENTS)) {
+      source.addEventListener(type, () => {
+        const affected = new Set(names);
+        if (type === "state_transition" && checksShowBreakers) affected.add("checks");
+        for (const name of affected) refresh(name);
+      });
+    }
+  }
+
+  // -- rendering -----------------------------------------------------------------------
+
+  const DASH = "\u2014";
+
+  function cell(text, className) {
+    const td = document.createElement("td");
+    td.textContent = text === null || text === undefined || text === "" ? DASH : String(text);
+    if (className) td.className = className;
+    return td;
+  }
+
+  function badge(text) {
+    const td = document.createElement("td");
+    const span = document.createElement("span");
+    span.className = "badge";
+    span.textContent = String(text).replace("_", " ");
+    td.append(span);
+    return td;
+  }
+
+  const seconds = (v) => (typeof v === "number" ? `${v < 10 ? v.toFixed(1) : Math.round(v)} s` : null);
+  const millis = (v) => (typeof v === "number" ? `${(v * 1000).toFixed(1)} ms` : null);
+  const percent = (v) => (typeof v === "number" ? `${(v * 100).toFixed(1)} %` : null);
+  const number = (v) => (typeof v === "number" ? v : null);
+
+  function fill(id, rows) {
+    const section = document.getElementById(id);
+    section.querySelector("tbody").replaceChildren(...rows);
+    section.querySelector(".empty").hidden = rows.length > 0;
+  }
+
+  function renderBreakers(data) {
+    const breakers = Object.values((data && data.breakers) || {});
+    breakers.sort((a, b) => String(a.name).localeCompare(String(b.name)));
+    const hints = breakers.map((b) => b.poll_interval).filter((v) => typeof v === "number");
+    const hint = hints.length ? Math.min(...hints) : DEFAULT_POLL;
+    pollHint = Math.min(MAX_POLL, Math.max(MIN_POLL, hint));
+    showMode();
+    fill(
+      "breakers",
+      breakers.map((b) => {
+        const snap = b.snapshot || {};
+        const tr = document.createElement("tr");
+        tr.dataset.name = b.name;
+        tr.dataset.state = b.state;
+        const failures =
+          typeof snap.failure_count === "number"
+            ? `${snap.failure_count} (total ${snap.total_failures ?? 0})`
+            : null;
+        tr.append(
+          cell(b.name, "name"),
+          badge(b.state),
+          cell(failures, "num"),
+          cell(number(snap.total_calls), "num"),
+          cell(percent(snap.failure_rate), "num"),
+          cell(b.retry_in ? seconds(b.retry_in) : null, "num"),
+          cell(seconds(b.poll_interval), "num"),
+          cell(b.message),
+        );
+        return tr;
+      }),
+    );
+  }
+
+  function renderChecks(data) {
+    const overall = document.getElementById("overall");
+    overall.dataset.status = (data && data.status) || "unknown";
+    document.getElementById("overall-status").textContent = overall.dataset.status;
+    document.getElementById("overall-message").textContent = (data && data.message) || "";
+    const checks = Object.values((data && data.checks) || {});
+    checks.sort((a, b) => String(a.name).localeCompare(String(b.name)));
+    checksShowBreakers = checks.some((c) => c.breaker_state);
+    fill(
+      "checks",
+      checks.map((c) => {
+        const tr = document.createElement("tr");
+        tr.dataset.name = c.name;
+        tr.dataset.status = c.status;
+        const status = badge(c.status);
+        if (c.breaker_state) status.append(` breaker ${String(c.breaker_state).replace("_", " ")}`);
+        tr.append(
+          cell(c.name, "name"),
+          status,
+          cell(c.critical ? "yes" : "no"),
+          cell((c.groups || []).join(", ")),
+          cell(millis(c.duration), "num"),
+          cell(percent(c.availability), "num"),
+          cell(millis(c.p95_duration), "num"),
+          cell(number(c.consecutive_failures), "num"),
+          cell(c.error, "error"),
+        );
+        return tr;
+      }),
+    );
+  }
+
+  function setProblem(name, text) {
+    const section = document.getElementById(name);
+    let note = section.querySelector(".problem");
+    if (!text) {
+      if (note) note.remove();
+      return;
+    }
+    if (!note) {
+      note = document.createElement("p");
+      note.className = "problem";
+      section.querySelector("h2").after(note);
+    }
+    note.textContent = `Could not refresh: ${text}`;
+  }
+
+  // -- start ---------------------------------------------------------------------------
+
+  showMode();
+  refreshAll();
+  connect();
+})();
