@@ -7,6 +7,7 @@ is mounted under ``/ops`` in Starlette and served by uvicorn on loopback.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,8 @@ from urllib.parse import urlsplit
 import flask
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -27,6 +30,7 @@ from stalwart._breaker import PollIntervals
 from stalwart.health import HealthRegistry
 from stalwart.web import OpsApp, flask_blueprint, ops_app
 from web.support import KEY, SECRETS, Serve
+from web.test_web_fuzz import BODIES, HEADERS, METHODS, TOKEN, call, check
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -220,6 +224,27 @@ def test_the_page_links_stay_under_the_prefix_with_a_trailing_slash(
     with serve(world.app) as url, httpx.Client(base_url=url, timeout=WAIT) as client:
         assert '<base href="./">' in client.get("/dashboard").text
         assert '<base href="../">' in client.get("/dashboard/").text
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    method=st.one_of(st.sampled_from(METHODS), TOKEN),
+    tail=st.one_of(
+        st.sampled_from(["", "/", "//", "/app.js", "/app.css", "/app.js/", "/x", "/%2e%2e"]),
+        st.text(max_size=30).map(lambda t: "/" + t),
+    ),
+    headers=HEADERS,
+    body=BODIES,
+)
+def test_no_input_to_the_dashboard_routes_gets_a_5xx(
+    world: World, method: str, tail: str, headers: list[tuple[str, str]], body: bytes
+) -> None:
+    status, content, head = asyncio.run(call(world.app, method, "/dashboard" + tail, headers, body))
+    check(status, content, head, method)
 
 
 # -- in chromium -------------------------------------------------------------------------
