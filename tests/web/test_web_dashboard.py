@@ -132,8 +132,10 @@ class Traffic:
 
 
 @contextmanager
-def dashboard(browser: Browser, serve: Serve, app: OpsApp) -> Iterator[tuple[Page, Traffic]]:
-    """``app`` mounted at /ops in Starlette under uvicorn, its dashboard open in chromium."""
+def dashboard(
+    browser: Browser, serve: Serve, app: OpsApp, path: str = "/dashboard"
+) -> Iterator[tuple[Page, Traffic]]:
+    """``app`` mounted at /ops in Starlette under uvicorn, its ``path`` open in chromium."""
     site = Starlette(routes=[Mount(PREFIX, app=app)])
     traffic = Traffic()
     with serve(site) as url:
@@ -145,7 +147,7 @@ def dashboard(browser: Browser, serve: Serve, app: OpsApp) -> Iterator[tuple[Pag
         page.on("console", traffic.console)
         page.on("pageerror", lambda error: traffic.errors.append(str(error)))
         try:
-            page.goto(f"{url}{PREFIX}/dashboard", wait_until="load", timeout=WAIT_MS)
+            page.goto(f"{url}{PREFIX}{path}", wait_until="load", timeout=WAIT_MS)
             yield page, traffic
         finally:
             context.close()
@@ -282,6 +284,17 @@ def test_the_page_shows_breakers_and_checks_and_follows_the_event_stream(
         assert seen.overlaps == []
         # Chromium logs every 503 it loads; /health/detailed answers 503 while unhealthy.
         assert [e for e in seen.errors if not e.startswith(UNHEALTHY_LOAD)] == []
+
+
+def test_the_page_works_at_its_address_with_a_trailing_slash(
+    browser: Browser, world: World, serve: Serve
+) -> None:
+    with dashboard(browser, serve, world.app, "/dashboard/") as (page, seen):
+        breaker = row(page, "breakers", "qbittorrent")
+        expect(breaker).to_have_attribute("data-state", "closed", timeout=WAIT_MS)
+        expect(page.locator("#mode")).to_have_attribute("data-mode", "live", timeout=WAIT_MS)
+        assert seen.count("/dashboard/app.js") == 1
+        assert seen.errors == []
 
 
 def test_the_page_polls_at_the_breakers_hint_when_the_stream_is_refused(

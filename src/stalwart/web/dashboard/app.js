@@ -275,6 +275,6 @@
   // -- start ---------------------------------------------------------------------------
 
   showMode();
-  refreshAll();
+  tick(); // polls at the hint until the stream is open (it may never be, behind a proxy)
   connect();
 })();
