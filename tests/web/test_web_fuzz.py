@@ -38,6 +38,8 @@ ROUTES = [
     "/metrics",
     "/events",
     "/openapi.json",
+    "/dashboard",
+    "/dashboard/{name}",
 ]
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"]
 TCHAR = "!#$%&'*+-.^_`|~" + string.digits + string.ascii_letters
