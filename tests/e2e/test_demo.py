@@ -230,7 +230,7 @@ def test_the_ops_app_is_served_on_the_port_asked_for_with_every_route(run: DemoR
     ops = run.summary["ops"]
     assert ops["served"] is True
     assert ops["url"] == f"http://127.0.0.1:{run.port}"
-    assert set(ops["routes"]) == {"health", "breakers", "metrics", "events"}
+    assert set(ops["routes"]) == {"health", "breakers", "metrics", "events", "dashboard"}
     assert ops["breaker_url"] == f"http://127.0.0.1:{run.port}/breakers/demo-upstream"
 
 

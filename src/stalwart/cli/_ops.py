@@ -52,7 +52,7 @@ __all__ = (
 HEALTH_SIDE = "health"
 """The health check's proxy, and its ``X-Stalwart-Side`` as the upstream records it."""
 CHECK_NAME = "upstream"
-ROUTES = ("health", "breakers", "metrics", "events")
+ROUTES = ("health", "breakers", "metrics", "events", "dashboard")
 INSTALL_HINT = "pip install 'stalwart[web]'"
 METRICS_HINT = "no /metrics: pip install 'stalwart[prometheus]' for it"
 START_WAIT = 10.0

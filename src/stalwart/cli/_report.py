@@ -33,7 +33,7 @@ def phase_line(plan: DemoPlan, phase: Phase, at: float) -> str:
 
 def ops_line(urls: str) -> str:
     """The line saying where the ops app is served while the demo runs (``urls_text``)."""
-    return f"ops app: {urls}  (watch /health and /breakers change during the outage)"
+    return f"ops app: {urls}  (open /dashboard, or watch /health and /breakers change)"
 
 
 def transition_line(t: Transition, phase: str) -> str:
