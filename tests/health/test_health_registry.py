@@ -770,3 +770,21 @@ def test_a_timed_out_async_check_is_failed_at_its_timeout_not_when_it_unwinds() 
     assert judged_before_cleanup  # at the timeout, not after the check's 0.5 s cleanup
     assert first == "timed out after 0.05 s"
     assert second == "the previous run has not returned yet"
+
+
+def test_check_changed_is_emitted_when_a_checks_status_moves_and_only_then() -> None:
+    from stalwart.health import CheckChanged
+
+    registry = HealthRegistry("api")
+    up = {"value": True}
+    registry.add("db", lambda: up["value"])
+    seen: list[tuple[object, object]] = []
+    registry.add_listener(lambda event: seen.append((event.old, event.new)), CheckChanged)
+    for value in (True, True, False, False, True):
+        up["value"] = value
+        asyncio.run(registry.run_once())
+    assert seen == [
+        (None, HealthStatus.HEALTHY),
+        (HealthStatus.HEALTHY, HealthStatus.UNHEALTHY),
+        (HealthStatus.UNHEALTHY, HealthStatus.HEALTHY),
+    ]

@@ -104,9 +104,30 @@ def test_health_changes_are_streamed_and_redacted_without_the_key(
     with subscribed(app, serve) as frames:
         up["value"] = False
         asyncio.run(health.run_once())
+        events = [frames.event(), frames.event()]
+    assert [kind for kind, _ in events] == ["check_changed", "health_changed"]
+    check = events[0][1]
+    assert (check["name"], check["old"], check["new"]) == ("database", "healthy", "unhealthy")
+    assert not any(secret in json.dumps(data) for _, data in events for secret in SECRETS)
+
+
+def test_a_check_that_changes_without_moving_the_overall_status_is_streamed(
+    health: HealthRegistry, app: OpsApp, serve: Serve
+) -> None:
+    up = {"cache": True}
+
+    def cache() -> bool:
+        return up["cache"]
+
+    health.add("database", lambda: False, critical=True)  # the service is already unhealthy
+    health.add("cache", cache, critical=False)
+    asyncio.run(health.run_once())
+    with subscribed(app, serve) as frames:
+        up["cache"] = False
+        asyncio.run(health.run_once("cache"))
         kind, data = frames.event()
-    assert kind == "health_changed"
-    assert not any(secret in json.dumps(data) for secret in SECRETS)
+    assert kind == "check_changed"
+    assert (data["name"], data["new"]) == ("cache", "unhealthy")
 
 
 def test_disconnected_clients_are_unsubscribed_and_the_listener_removed(

@@ -19,12 +19,14 @@ from ._model import CheckResult as CheckResult
 from ._model import CheckSnapshot as CheckSnapshot
 from ._model import HealthReport as HealthReport
 from ._model import HealthStatus as HealthStatus
+from ._registry import CheckChanged as CheckChanged
 from ._registry import CheckCompleted as CheckCompleted
 from ._registry import CheckConfig as CheckConfig
 from ._registry import HealthChanged as HealthChanged
 from ._registry import HealthRegistry as HealthRegistry
 
 __all__ = (
+    "CheckChanged",
     "CheckCompleted",
     "CheckConfig",
     "CheckResult",

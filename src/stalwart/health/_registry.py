@@ -96,6 +96,19 @@ class CheckCompleted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CheckChanged(Event):
+    """A check's run ended with another status than its run before (``old`` is None for
+    its first run). ``name`` is the check, ``registry`` the service. Runs come every
+    interval; this is the one to watch for a check's state."""
+
+    registry: str
+    old: HealthStatus | None
+    new: HealthStatus
+    critical: bool
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HealthChanged(Event):
     """The service's overall status (all checks) moved from ``old`` to ``new``.
     ``name`` is the registry's; ``old`` is None for the first result."""
@@ -541,6 +554,7 @@ class HealthRegistry(Observable):
         with self._lock:
             if self._entries.get(config.name) is not entry:
                 return result  # removed meanwhile
+            before = entry.stats.last
             entry.stats.record(result)
             entry.heard_at = self._clock.monotonic()
             streak = entry.stats.consecutive_failures
@@ -559,6 +573,19 @@ class HealthRegistry(Observable):
                 consecutive_failures=streak,
             )
         )
+        if before is None or before.status is not result.status:
+            self._hub.emit(
+                CheckChanged(
+                    name=config.name,
+                    strategy=_STRATEGY,
+                    at=self._clock.monotonic(),
+                    registry=self.name,
+                    old=None if before is None else before.status,
+                    new=result.status,
+                    critical=config.critical,
+                    error=result.error,
+                )
+            )
         self._publish_status(sequence, config.name)
         return result
 

@@ -182,5 +182,5 @@ class EventStream:
 
     def _publish_health(self, event: Event) -> None:
         # Completed runs come every interval per check: only changes are worth a push.
-        if type(event).__name__ == "HealthChanged":
+        if type(event).__name__ in ("HealthChanged", "CheckChanged"):
             self.publish(event)

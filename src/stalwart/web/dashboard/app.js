@@ -23,6 +23,7 @@
   const EVENTS = {
     state_transition: ["breakers"],
     health_changed: ["checks"],
+    check_changed: ["checks"],
   };
   for (const section of Object.values(sections)) {
     Object.assign(section, { running: null, again: false, stale: true });
