@@ -87,17 +87,18 @@ class World:
     health: HealthRegistry
     breaker: CircuitBreaker
     database: Flag
+    cache: Flag
 
 
 @pytest.fixture
 def world() -> Iterator[World]:
-    database = Flag()
+    database, cache = Flag(), Flag()
     health = HealthRegistry(name="orders")
     health.add("database", database, critical=True, interval=0.1, timeout=1.0)
-    health.add("cache", lambda: True, critical=False, groups=("ready", "live"), interval=0.1)
+    health.add("cache", cache, critical=False, groups=("ready", "live"), interval=0.1)
     breaker = CircuitBreaker("qbittorrent", failure_threshold=1, poll_intervals=QUICK)
     app = ops_app(health=health, breakers=[breaker], metrics=False, heartbeat=0.5)
-    yield World(app, health, breaker, database)
+    yield World(app, health, breaker, database, cache)
     app.close()
 
 
@@ -291,6 +292,25 @@ def test_the_page_shows_breakers_and_checks_and_follows_the_event_stream(
         assert seen.overlaps == []
         # Chromium logs every 503 it loads; /health/detailed answers 503 while unhealthy.
         assert [e for e in seen.errors if not e.startswith(UNHEALTHY_LOAD)] == []
+
+
+def test_a_check_failing_while_the_service_is_already_down_shows_at_once(
+    browser: Browser, world: World, serve: Serve
+) -> None:
+    # The overall status does not move (no health_changed): the check's own check_changed
+    # must refresh the row, well before the page's 30 s resync.
+    world.database.up = False
+    with world.health.running_in_thread(), dashboard(browser, serve, world.app) as (page, _):
+        cache = row(page, "checks", "cache")
+        expect(row(page, "checks", "database")).to_have_attribute(
+            "data-status", "unhealthy", timeout=WAIT_MS
+        )
+        expect(cache).to_have_attribute("data-status", "healthy", timeout=WAIT_MS)
+        expect(page.locator("#mode")).to_have_attribute("data-mode", "live", timeout=WAIT_MS)
+        until(lambda: world.app.events is not None and world.app.events.clients == 1, "subscribe")
+        world.cache.up = False
+        expect(cache).not_to_have_attribute("data-status", "healthy", timeout=WAIT_MS)
+        expect(page.locator("#overall")).to_have_attribute("data-status", "unhealthy")
 
 
 def test_the_page_works_at_its_address_with_a_trailing_slash(
