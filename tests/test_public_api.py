@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import stalwart
 import stalwart.chaos
 import stalwart.health
@@ -27,7 +29,10 @@ def _public_names(module: object) -> set[str]:
 
 def test_all_lists_exactly_the_public_names() -> None:
     assert isinstance(stalwart.__all__, tuple)
+    for name in stalwart.__all__:  # the root loads its names on first use: load them all
+        getattr(stalwart, name)
     assert set(stalwart.__all__) == _public_names(stalwart)
+    assert set(stalwart.__all__) <= set(dir(stalwart))
     assert len(stalwart.__all__) == len(set(stalwart.__all__))
     assert set(stalwart.testing.__all__) == _public_names(stalwart.testing)
     for module in (
@@ -67,3 +72,22 @@ def test_package_is_typed() -> None:
     from importlib import resources
 
     assert resources.files("stalwart").joinpath("py.typed").is_file()
+
+
+def test_import_stalwart_loads_its_parts_only_when_used() -> None:
+    # The pytest plugin and the command line import stalwart on every start.
+    code = (
+        "import sys, stalwart\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('stalwart.'))\n"
+        "from stalwart import CircuitBreaker\n"
+        "print(','.join(loaded), CircuitBreaker.__module__, 'stalwart._breaker' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["stalwart._breaker", "True"]
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        stalwart.no_such_thing  # type: ignore[attr-defined]  # noqa: B018
