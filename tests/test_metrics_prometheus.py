@@ -234,3 +234,17 @@ def test_health_checks_report_their_status_and_last_duration() -> None:
     assert value(metrics, "stalwart_health_check_status", name="cache") == 0
     duration = value(metrics, "stalwart_health_check_duration_seconds", name="database")
     assert duration == pytest.approx(0.25)
+
+
+def test_metrics_dropped_without_close_stop_listening_once_collected() -> None:
+    import gc
+
+    from stalwart._events import _GLOBAL
+
+    before = len(_GLOBAL.subs)
+    PrometheusMetrics().install()  # dropped at once: an app factory, a test
+    gc.collect()
+    breaker = CircuitBreaker("after")
+    breaker.call(lambda: None)  # the first event finds the listener's target gone
+    assert len(_GLOBAL.subs) == before
+    assert breaker._fast is not None  # the breaker's fast path is back

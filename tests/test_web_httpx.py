@@ -130,3 +130,23 @@ def test_a_breaker_can_judge_returned_responses_with_is_failure(server: str) -> 
         response = breaker.call(client.get, "/500")
     assert response.status_code == 500  # the value is still returned
     assert breaker.state is stalwart.State.OPEN
+
+
+def test_a_failure_raised_by_the_hooks_keeps_the_servers_body_readable(server: str) -> None:
+    with (
+        httpx.Client(base_url=server, event_hooks=event_hooks(), timeout=5) as client,
+        pytest.raises(ResponseFailed) as sync_failure,
+    ):
+        client.get("/503")
+    assert sync_failure.value.response.json() == {}  # read before the hook raised
+
+    async def main() -> object:
+        hooks = async_event_hooks()
+        async with httpx.AsyncClient(base_url=server, event_hooks=hooks, timeout=5) as client:
+            try:
+                await client.get("/500")
+            except ResponseFailed as exc:
+                return exc.response.json()
+        return None
+
+    assert asyncio.run(asyncio.wait_for(main(), 10)) == {}

@@ -64,13 +64,24 @@ def raise_for_outcome(response: httpx.Response) -> httpx.Response:
     raise ResponseFailed(response, hint)
 
 
+def _raise_for_outcome_read(response: httpx.Response) -> None:
+    # A response hook runs before the body is read: read a failure's body first, so the
+    # caller can still look at what the server said (e.response.text / .json()).
+    if is_failure(response):
+        response.read()
+    raise_for_outcome(response)
+
+
 async def _araise_for_outcome(response: httpx.Response) -> None:
+    if is_failure(response):
+        await response.aread()
     raise_for_outcome(response)
 
 
 def event_hooks() -> dict[str, list[Callable[[httpx.Response], Any]]]:
-    """``event_hooks=`` for an ``httpx.Client``: every 5xx/429 raises :class:`ResponseFailed`."""
-    return {"response": [raise_for_outcome]}
+    """``event_hooks=`` for an ``httpx.Client``: every 5xx/429 raises :class:`ResponseFailed`
+    (with its body read, so ``e.response.text`` works)."""
+    return {"response": [_raise_for_outcome_read]}
 
 
 def async_event_hooks() -> dict[str, list[Callable[[httpx.Response], Awaitable[Any]]]]:

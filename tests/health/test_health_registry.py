@@ -788,3 +788,50 @@ def test_check_changed_is_emitted_when_a_checks_status_moves_and_only_then() -> 
         (HealthStatus.HEALTHY, HealthStatus.UNHEALTHY),
         (HealthStatus.UNHEALTHY, HealthStatus.HEALTHY),
     ]
+
+
+def test_a_check_result_built_with_plain_strings_is_judged_not_a_crash() -> None:
+    from stalwart.health import CheckResult
+
+    registry = HealthRegistry("api")
+    registry.add("db", lambda: CheckResult("unhealthy", "db down"))  # type: ignore[arg-type]
+    registry.add("cache", lambda: CheckResult.failed(ValueError("x")))  # type: ignore[arg-type]
+    registry.add("queue", lambda: CheckResult("sideways"))  # type: ignore[arg-type]
+    report = asyncio.run(registry.run_once())
+    assert report.checks["db"].status is HealthStatus.UNHEALTHY
+    assert report.checks["db"].error == "db down"
+    assert report.checks["cache"].error == "x"  # an exception as the error: its text
+    assert report.checks["queue"].status is HealthStatus.UNHEALTHY  # a bad status fails it
+    assert report.summary()["status"] == "unhealthy"
+
+
+def test_a_check_that_ends_cancelled_by_itself_is_a_failure_not_a_cancellation() -> None:
+    calls = {"n": 0}
+
+    async def pool_closed_under_us() -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        waiter.cancel()  # e.g. a pool that closed cancels its waiters
+        await waiter
+
+    async def main() -> tuple[HealthStatus, str | None]:
+        registry = HealthRegistry("api")
+        registry.add("db", pool_closed_under_us)
+        await registry.run_once()
+        report = await registry.run_once()  # must not raise CancelledError into the caller
+        return report.checks["db"].status, report.checks["db"].error
+
+    assert asyncio.run(main()) == (HealthStatus.UNHEALTHY, "the check was cancelled")
+
+
+def test_removing_a_failing_check_publishes_the_new_status() -> None:
+    registry = HealthRegistry("api")
+    registry.add("good", lambda: True)
+    registry.add("bad", lambda: False)
+    asyncio.run(registry.run_once())
+    seen: list[tuple[object, object, str]] = []
+    registry.add_listener(lambda e: seen.append((e.old, e.new, e.reason)), HealthChanged)
+    registry.remove("bad")
+    assert seen == [(HealthStatus.UNHEALTHY, HealthStatus.HEALTHY, "check 'bad' removed")]

@@ -83,6 +83,19 @@ def test_without_a_configured_key_admin_routes_are_refused_not_open(
     assert guessing.status_code == 403
 
 
+def test_without_a_configured_key_a_users_bearer_token_keeps_reads_open_and_redacted(
+    health: HealthRegistry, serve: Serve
+) -> None:
+    # An ingress that passes users' JWTs on must not make the health probes fail.
+    app = ops_app(health=health, metrics=False)
+    with serve(app) as url:
+        jwt = {"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig"}
+        detailed = httpx.get(f"{url}/health/detailed", headers=jwt, timeout=5)
+    app.close()
+    assert detailed.status_code == 503  # the database check fails: answered, not 401
+    assert not any(secret in detailed.text for secret in SECRETS)
+
+
 def test_the_key_is_compared_in_constant_time(
     client: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -93,6 +93,17 @@ class CheckResult:
     checked_at: float = 0.0
     """Wall-clock Unix time the run ended."""
 
+    def __post_init__(self) -> None:
+        # Checks are user code: a status given as a plain string ("unhealthy", or "down"
+        # per IETF aliases) or an exception given as the error is taken as meant, rather
+        # than breaking every report later; an unknown status raises here, in the check.
+        status: Any = self.status
+        if not isinstance(status, HealthStatus):
+            object.__setattr__(self, "status", HealthStatus.parse(status))
+        error: Any = self.error
+        if error is not None and not isinstance(error, str):
+            object.__setattr__(self, "error", str(error))
+
     @classmethod
     def passed(cls, **details: Any) -> CheckResult:
         return cls(HealthStatus.HEALTHY, None, MappingProxyType(details))

@@ -320,6 +320,9 @@ class HealthRegistry(Observable):
         with self._lock:
             del self._entries[name]
             self._schedule.remove(name)
+            self._completions += 1
+            sequence = self._completions
+        self._publish_status(sequence, f"check {name!r} removed")  # the status may move
 
     def names(self) -> tuple[str, ...]:
         with self._lock:
@@ -586,7 +589,7 @@ class HealthRegistry(Observable):
                     error=result.error,
                 )
             )
-        self._publish_status(sequence, config.name)
+        self._publish_status(sequence, f"check {config.name!r} completed")
         return result
 
     def _publish_status(self, sequence: int, cause: str) -> None:
@@ -604,7 +607,7 @@ class HealthRegistry(Observable):
                     at=self._clock.monotonic(),
                     old=old,
                     new=new,
-                    reason=f"check {cause!r} completed",
+                    reason=cause,
                 )
             )
 
@@ -672,6 +675,10 @@ class HealthRegistry(Observable):
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and current is not None and not current.cancelling():
+                # the check itself ended cancelled (nobody cancelled this run): a failure
+                raise _Failed(CheckResult.failed("the check was cancelled")) from None
             task.cancel()  # the timeout (or shutdown): no waiting for it to unwind
             raise
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -143,14 +143,19 @@ class PrometheusMetrics:
         )
         self._gauges = _StateCollector(self)
         self.registry.register(self._gauges)
+        self._relay = _weak_listener(self)
 
     # -- the listener ------------------------------------------------------------------
 
     def install(self) -> PrometheusMetrics:
-        """Start counting: subscribe to every stalwart instance's events."""
+        """Start counting: subscribe to every stalwart instance's events.
+
+        The subscription holds this object weakly: one dropped without :meth:`close` (an
+        app factory, a test) stops listening once it is garbage, instead of keeping every
+        breaker in the process building per-call events for it."""
         with self._lock:
             if not self._installed:
-                add_listener(self, *EVENT_TYPES)
+                add_listener(self._relay, *EVENT_TYPES)
                 self._installed = True
         return self
 
@@ -158,7 +163,7 @@ class PrometheusMetrics:
         """Stop counting (the registry keeps what it has)."""
         with self._lock:
             if self._installed:
-                remove_listener(self)
+                remove_listener(self._relay)
                 self._installed = False
 
     def unregister(self) -> None:
@@ -267,3 +272,17 @@ class _StateCollector(Collector):
                 duration.add_metric((name,), float(snap.duration))
         yield status
         yield duration
+
+
+def _weak_listener(metrics: PrometheusMetrics) -> Callable[[Event], None]:
+    """A global listener that feeds ``metrics`` while it lives, then removes itself."""
+    target = weakref.ref(metrics)
+
+    def relay(event: Event) -> None:
+        alive = target()
+        if alive is None:
+            remove_listener(relay)
+            return
+        alive(event)
+
+    return relay

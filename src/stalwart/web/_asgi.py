@@ -79,10 +79,10 @@ class OpsApp:
             return
         request = await _read_request(scope, receive)
         response = request if isinstance(request, Response) else self.core.handle(request)
-        if response.stream:
+        head = scope.get("method") == "HEAD"
+        if response.stream and not head:
             await self._stream(response, receive, send)
             return
-        head = scope.get("method") == "HEAD"
         await _send(send, response, head=head)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

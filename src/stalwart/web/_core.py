@@ -241,12 +241,14 @@ class OpsCore:
         if header is None:
             return False
         scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "bearer":
+        if scheme.lower() != "bearer" or self._key is None:
+            # With no key configured, a bearer token is someone else's (an ingress passing
+            # users' JWTs on): not a wrong key. Reads stay redacted, admin stays refused.
             return False
         given = token.strip().encode("latin-1", "replace")
         if not given:
             return _unauthorized("Authorization must be 'Bearer <api key>'", "invalid_request")
-        if self._key is None or not hmac.compare_digest(given, self._key):
+        if not hmac.compare_digest(given, self._key):
             return _unauthorized("the api key is not valid", "invalid_token")
         return True
 

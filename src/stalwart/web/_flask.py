@@ -56,7 +56,7 @@ def flask_blueprint(
             root_path=root.rstrip("/"),
         )
         response = core.handle(ours)
-        if response.stream:
+        if response.stream and request.method != "HEAD":
             return _stream(core, response)
         return _flask_response(response, head=request.method == "HEAD")
 
@@ -94,9 +94,14 @@ def _stream(core: OpsCore, response: Response) -> flask.Response:
     wake = threading.Event()
     sub = events.subscribe(redact=response.redact, wake=wake.set)
     if sub is None:
-        busy = problem(503, f"{events.max_clients} event clients are connected already")
+        busy = problem(
+            503,
+            f"{events.max_clients} event clients are connected already",
+            headers=[("retry-after", "10")],
+        )
         return _flask_response(busy)
     out = flask.Response(_frames(events, sub, wake), status=200)
+    out.call_on_close(lambda: events.unsubscribe(sub))  # runs even if never iterated
     out.headers.clear()
     for key, value in response.headers:
         out.headers.add(key, value)
