@@ -6,6 +6,7 @@ Real I/O, so real time: waits are kept to fractions of a second, and every loop 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import http.client
 import http.server
@@ -763,3 +764,50 @@ def test_describe_lists_every_setting_and_the_live_faults() -> None:
     assert described["blackhole"] is False
     with pytest.raises(RuntimeError):
         _ = proxy.address
+
+
+# -- found in review -------------------------------------------------------------------------
+
+
+def test_closing_does_not_wait_for_a_connect_to_an_upstream_that_drops_syns() -> None:
+    async def main() -> None:
+        # An upstream whose accept queue is full: the kernel drops further SYNs, so a
+        # connect to it hangs for minutes.
+        upstream = socket.socket()
+        upstream.bind((LOCAL, 0))
+        upstream.listen(0)
+        fillers = []
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(upstream.getsockname())
+            fillers.append(filler)
+        try:
+            proxy = ChaosProxy(upstream.getsockname()[:2])
+            await proxy.start()
+            _, writer = await asyncio.open_connection(*proxy.address)
+            for _ in range(200):  # until the proxy is connecting upstream (bounded)
+                if proxy.stats().open:
+                    break
+                await asyncio.sleep(0.005)
+            await asyncio.wait_for(proxy.aclose(), 5)  # before: ~2 min, the connect timeout
+            writer.transport.abort()
+        finally:
+            for sock in (*fillers, upstream):
+                sock.close()
+
+    run(main)
+
+
+def test_refuse_switched_on_and_off_twice_in_one_turn_listens_again() -> None:
+    async def main() -> None:
+        async with echo_server() as upstream, ChaosProxy(upstream) as proxy:
+            for _ in range(2):
+                with proxy.fault(refuse=True):
+                    pass  # no await: the first re-listen is still pending
+            assert not proxy.faults.refuse
+            async with connect(proxy.address) as (reader, writer):
+                await round_trip(reader, writer)
+
+    run(main)

@@ -329,3 +329,24 @@ def test_parse_address_can_require_loopback() -> None:
         parse_address("0.0.0.0:1", field="listen", loopback=True)
     with pytest.raises(ConfigError, match="loopback"):
         parse_address("example.com:1", field="listen", loopback=True)
+
+
+def test_first_use_from_several_threads_at_once_waits_for_the_loop(echo: tuple[str, int]) -> None:
+    # The second caller of start() used to return before the loop was up, and its add()
+    # failed with "not running".
+    errors: list[BaseException] = []
+
+    def add(chaos: ProxyThread) -> None:
+        try:
+            chaos.add(echo)
+        except BaseException as exc:
+            errors.append(exc)
+
+    for _ in range(20):
+        with ProxyThread() as chaos:
+            threads = [threading.Thread(target=add, args=(chaos,)) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+    assert errors == []

@@ -36,6 +36,10 @@ def tcp(**extra: Any) -> dict[str, Any]:
     return {"type": "tcp", "host": "127.0.0.1", "port": 5432, **extra}
 
 
+def http(**extra: Any) -> dict[str, Any]:
+    return {"type": "http", "url": "http://127.0.0.1:9000/health", **extra}
+
+
 # -- the file ------------------------------------------------------------------------
 
 
@@ -100,6 +104,15 @@ def test_secrets_never_appear_in_what_check_prints() -> None:
             "not both",
         ),
         ("just text", "config", "mapping"),
+        (config(checks={"db": {"type": "tcp", "port": 5432}}), "checks.db.host", "required"),
+        (config(checks={"db": {"type": ["tcp"]}}), "checks.db.type", "one of"),
+        (config(checks={"api": http(headers=[1, 2])}), "checks.api.headers", "mapping"),
+        (config(checks={"api": http(headers={"X-Retries": 3})}), "checks.api.headers", "strings"),
+        (config(checks={"api": http(verify="no")}), "checks.api.verify", "true or false"),
+        (config(cache_max_age=float("nan")), "cache_max_age", ""),
+        (config(cache_max_age=float("inf")), "cache_max_age", ""),
+        (config(checks={"db": tcp(breaker=False)}), "checks.db.breaker", "mapping"),
+        (config(listen="a]:80"), "listen", "HOST:PORT"),
     ],
 )
 def test_a_bad_key_or_value_is_an_error_naming_it(data: Any, field: str, says: str) -> None:
@@ -234,3 +247,8 @@ def test_serve_runs_in_process_twice(capsys: pytest.CaptureFixture[str]) -> None
                 patch.setenv(key, value)
             assert main(["serve", str(EXAMPLE), "--check"]) == 0
     assert capsys.readouterr().out.count('"service": "orders-api"') == 2
+
+
+def test_an_ipv6_listen_address_in_brackets_is_read() -> None:
+    served = parse(config(listen="[::1]:8081"), ENV)
+    assert (served.host, served.port) == ("::1", 8081)

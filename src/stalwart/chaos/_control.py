@@ -260,7 +260,7 @@ class ControlServer:
                 HTTPStatus.BAD_REQUEST, "chunked bodies are not supported: send Content-Length"
             )
         length_text = headers.get("content-length", "0")
-        if not (length_text.isascii() and length_text.isdigit()):
+        if not (length_text.isascii() and length_text.isdigit()) or len(length_text) > 19:
             raise _HTTPError(HTTPStatus.BAD_REQUEST, f"bad Content-Length {length_text[:50]!r}")
         length = int(length_text)
         if length > self.max_body:

@@ -359,7 +359,7 @@ class _Tap(asyncio.BufferedProtocol):
 class _Link:
     """One client connection and its upstream connection."""
 
-    __slots__ = ("client", "opened", "pumps", "timer", "upstream")
+    __slots__ = ("client", "connecting", "opened", "pumps", "timer", "upstream")
 
     def __init__(self, client: asyncio.StreamWriter, opened: float) -> None:
         self.client = client
@@ -367,6 +367,7 @@ class _Link:
         self.opened = opened
         self.pumps: tuple[asyncio.Task[None], ...] = ()
         self.timer: asyncio.Task[None] | None = None
+        self.connecting: asyncio.Task[Any] | None = None
 
     def drop(self, *, rst: bool) -> None:
         _drop(self.client, rst=rst)
@@ -446,6 +447,8 @@ class ChaosProxy:
             self._server.close()
         for link in list(self._links):
             link.drop(rst=False)
+            if link.connecting is not None:
+                link.connecting.cancel()
             for task in (*link.pumps, link.timer):
                 if task is not None:
                     task.cancel()
@@ -528,7 +531,7 @@ class ChaosProxy:
         if new.refuse and not old.refuse and self._server is not None:
             self._server.close()  # closes the listening socket now: connects are refused
             self._server = None
-        elif old.refuse and not new.refuse and self._server is None:
+        elif old.refuse and not new.refuse and self._server is None and self._reopening is None:
             # Bind and listen now, so connects succeed as soon as this returns. If the port
             # was taken meanwhile, this raises and the faults stay as they were.
             sock = self._bind(self.address)
@@ -609,8 +612,17 @@ class ChaosProxy:
             ureader = asyncio.StreamReader(limit=self.max_buffer)
             uinner = asyncio.StreamReaderProtocol(ureader)
             utap = _Tap(self, uinner, "downstream")
+            connect = self._loop.create_task(
+                self._loop.create_connection(lambda: utap, *self.upstream)
+            )
+            link.connecting = connect
             try:
-                utransport, _ = await self._loop.create_connection(lambda: utap, *self.upstream)
+                utransport, _ = await connect
+            except asyncio.CancelledError:
+                if not connect.cancelled() or task.cancelling():
+                    raise
+                link.drop(rst=False)  # closed or reset while connecting: give up on it
+                return
             except OSError:
                 self._upstream_errors += 1
                 link.drop(rst=False)
@@ -635,11 +647,11 @@ class ChaosProxy:
                 if not pump.cancelled():
                     pump.result()
         finally:
+            self._links.discard(link)  # first: a fault switched meanwhile arms no new timer
             if link.timer is not None:
                 link.timer.cancel()
                 await asyncio.wait({link.timer})
             link.drop(rst=False)
-            self._links.discard(link)
             self._handlers.discard(task)
 
     async def _pump(

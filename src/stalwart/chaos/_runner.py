@@ -124,7 +124,10 @@ class ProxyThread:
         self._stop: asyncio.Event | None = None
         self._closed = False
         self._proxies: dict[str, ThreadedProxy] = {}
+        self._starting: set[str] = set()
+        """Names of proxies being started on the loop (taken, not in ``_proxies`` yet)."""
         self._controls: list[ControlServer] = []
+        self._ready = threading.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -133,13 +136,13 @@ class ProxyThread:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"proxy thread {self.name!r} is closed")
-            if self._thread is not None:
-                return self
-            ready = threading.Event()
-            self._thread = threading.Thread(
-                target=asyncio.run, args=(self._main(ready),), name=self.name, daemon=True
-            )
-            self._thread.start()
+            if self._thread is None:
+                self._ready = threading.Event()
+                self._thread = threading.Thread(
+                    target=asyncio.run, args=(self._main(self._ready),), name=self.name, daemon=True
+                )
+                self._thread.start()
+            ready = self._ready
         if not ready.wait(self.call_timeout):
             raise RuntimeError(f"proxy thread {self.name!r} did not start")
         return self
@@ -205,9 +208,15 @@ class ProxyThread:
                 seed=seed,
                 max_buffer=max_buffer,
             )
-            if proxy.name in self._proxies:
+            if proxy.name in self._proxies or proxy.name in self._starting:
                 raise ConfigError("name", f"a proxy named {proxy.name!r} already runs here")
-            await proxy.start()
+            # The name is taken before the await: a launch from another thread meanwhile
+            # must pick another, or one proxy would be lost (never closed).
+            self._starting.add(proxy.name)
+            try:
+                await proxy.start()
+            finally:
+                self._starting.discard(proxy.name)
             handle = ThreadedProxy(self, proxy)
             self._proxies[proxy.name] = handle
             for control in self._controls:
@@ -218,7 +227,7 @@ class ProxyThread:
 
     def _free_name(self) -> str:
         name, number = "chaos_proxy", 1
-        while name in self._proxies:
+        while name in self._proxies or name in self._starting:
             number += 1
             name = f"chaos_proxy-{number}"
         return name

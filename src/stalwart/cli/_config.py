@@ -12,6 +12,7 @@ An example with every key is ``examples/ops.yaml``.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -20,6 +21,7 @@ from typing import Any
 
 from .._breaker import BreakerConfig, CircuitBreaker
 from .._errors import ConfigError
+from .._validate import positive
 from ..health import (
     HealthRegistry,
     disk_check,
@@ -100,10 +102,7 @@ def parse(data: Any, environ: Mapping[str, str]) -> ServeConfig:
     if "api_key_env" in top:
         api_key = _from_env("api_key_env", top["api_key_env"], environ)
     cache_max_age = top.get("cache_max_age", 5.0)
-    if isinstance(cache_max_age, bool) or not isinstance(cache_max_age, int | float):
-        raise ConfigError("cache_max_age", f"must be seconds >= 0, got {cache_max_age!r}")
-    if cache_max_age < 0:
-        raise ConfigError("cache_max_age", f"must be seconds >= 0, got {cache_max_age!r}")
+    positive("cache_max_age", cache_max_age, allow_zero=True)  # finite, >= 0
     history = top.get("history", 100)
     with _at(""):
         registry = HealthRegistry(service, history=history)
@@ -128,7 +127,7 @@ def _add_check(
     if not isinstance(spec, Mapping):
         raise ConfigError(path, f"must be a mapping with a 'type', got {spec!r}")
     kind = spec.get("type")
-    if kind not in _TYPES:
+    if not isinstance(kind, str) or kind not in _TYPES:
         raise ConfigError(f"{path}.type", f"must be one of {', '.join(_TYPES)}; got {kind!r}")
     builder, own_keys = _TYPES[kind]
     secret_env = tuple(f"{key}_env" for key in own_keys if key in _SECRET_KEYS)
@@ -139,13 +138,24 @@ def _add_check(
             if key in spec:
                 raise ConfigError(f"{path}.{key}_env", f"give {key} or {key}_env, not both")
             arguments[key] = _from_env(f"{path}.{key}_env", spec[f"{key}_env"], environ)
+    for key, param in inspect.signature(builder).parameters.items():
+        if param.default is param.empty and key not in arguments:
+            raise ConfigError(f"{path}.{key}", f"is required for a {kind} check")
+    if "headers" in arguments and not (
+        isinstance(arguments["headers"], Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in arguments["headers"].items())
+    ):
+        raise ConfigError(f"{path}.headers", "must be a mapping of header names to strings")
+    if "verify" in arguments and not isinstance(arguments["verify"], bool):
+        raise ConfigError(f"{path}.verify", f"must be true or false, got {arguments['verify']!r}")
     if "expected_status" in arguments and isinstance(arguments["expected_status"], list):
         arguments["expected_status"] = tuple(arguments["expected_status"])
     with _at(path):
         check = builder(**arguments)
     breaker = None
     if "breaker" in spec:
-        options = _mapping(f"{path}.breaker", spec["breaker"] or {}, _BREAKER_KEYS)
+        given = spec["breaker"]  # null: a breaker with the defaults; a mapping: its settings
+        options = _mapping(f"{path}.breaker", {} if given is None else given, _BREAKER_KEYS)
         with _at(f"{path}.breaker"):
             breaker = CircuitBreaker(f"health:{name}", **options)
     settings = {
@@ -174,7 +184,10 @@ def parse_listen(value: Any) -> tuple[str, int]:
     if not isinstance(value, str) or ":" not in value:
         raise ConfigError("listen", problem)
     host, _, port = value.rpartition(":")
-    host = host.strip("[]")
+    if host.startswith("[") and host.endswith("]"):  # an IPv6 address: [::1]:8080
+        host = host[1:-1]
+    elif "[" in host or "]" in host:
+        raise ConfigError("listen", problem)
     if not host or not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError("listen", problem)
     return host, int(port)
