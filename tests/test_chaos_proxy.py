@@ -23,6 +23,7 @@ import pytest
 
 from stalwart._errors import ConfigError
 from stalwart.chaos._proxy import PACING_STEP, ChaosProxy, ProxyFaults, _Shaper
+from threads import serving
 
 T = TypeVar("T")
 LOCAL = "127.0.0.1"
@@ -72,15 +73,8 @@ def pattern(size: int) -> bytes:
 
 @pytest.fixture
 def http_server() -> Iterator[tuple[str, int]]:
-    server = _HTTPServer((LOCAL, 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server.server_address[:2]  # type: ignore[misc]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(_HTTPServer((LOCAL, 0), _Handler)) as address:
+        yield address
 
 
 @asynccontextmanager

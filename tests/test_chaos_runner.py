@@ -19,6 +19,7 @@ import pytest
 from stalwart._errors import ConfigError
 from stalwart.chaos import ProxyThread, ThreadedProxy
 from stalwart.chaos._runner import parse_address
+from threads import serving
 
 LOCAL = "127.0.0.1"
 
@@ -42,15 +43,8 @@ class _EchoServer(socketserver.ThreadingTCPServer):
 @contextlib.contextmanager
 def echo_server() -> Iterator[tuple[str, int]]:
     """A threaded TCP echo server on loopback; yields its (host, port)."""
-    server = _EchoServer((LOCAL, 0), _Echo)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server.server_address[:2]  # type: ignore[misc]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(_EchoServer((LOCAL, 0), _Echo)) as address:
+        yield address
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
-"""Helpers for tests that hammer one instance from many threads."""
+"""Helpers for tests that use threads: hammering one instance from many, and serving a
+loopback test server from one."""
 
 from __future__ import annotations
 
+import socketserver
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -36,3 +38,19 @@ def switching_threads_often() -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(before)
+
+
+@contextmanager
+def serving(server: socketserver.BaseServer) -> Iterator[tuple[str, int]]:
+    """Run ``server`` (bound already: a test's HTTP, echo or WSGI server on loopback) in a
+    thread; yields its (host, port); shuts it down and closes it on the way out."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        host, port = server.server_address[:2]  # type: ignore[misc]
+        yield str(host), int(port)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -9,7 +9,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from stalwart.health import (
     sqlalchemy_pool_check,
     tcp_check,
 )
+from threads import serving
 
 HEALTHY, DEGRADED, UNHEALTHY = HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY
 LOCAL = "127.0.0.1"
@@ -89,14 +89,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def web() -> Iterator[str]:
     server = http.server.ThreadingHTTPServer((LOCAL, 0), _Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://{LOCAL}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(server) as (host, port):
+        yield f"http://{host}:{port}"
 
 
 def test_http_check_passes_on_2xx_with_the_code_in_details(web: str) -> None:

@@ -12,6 +12,8 @@ import pytest
 import uvicorn
 from werkzeug.serving import make_server
 
+from threads import serving
+
 STARTUP_TIMEOUT = 10.0
 JOIN_TIMEOUT = 10.0
 KEY = "test-key-0123456789"
@@ -48,13 +50,5 @@ def serve_asgi(app: Any, *, root_path: str = "", lifespan: str = "off") -> Itera
 @contextmanager
 def serve_wsgi(app: Any) -> Iterator[str]:
     """A WSGI ``app`` under werkzeug's threaded server on 127.0.0.1; yields the base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(JOIN_TIMEOUT)
+    with serving(make_server("127.0.0.1", 0, app, threaded=True)) as (host, port):
+        yield f"http://{host}:{port}"
