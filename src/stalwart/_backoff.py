@@ -36,9 +36,11 @@ __all__ = (
     "DEFAULT_JITTER_FACTOR",
     "DEFAULT_MAX_DELAY",
     "DEFAULT_MULTIPLIER",
+    "HINT_STATUSES",
     "JITTERS",
     "Backoff",
     "Jitter",
+    "default_retry_after",
     "parse_retry_after",
     "retry_after_from_response",
 )
@@ -306,17 +308,45 @@ def _full_year(two_digits: int, now: float) -> int:
 
 def retry_after_from_response(source: Any, *, now: float | None = None) -> float | None:
     """Seconds from the ``Retry-After`` header of a response, or of the response an
-    exception carries (``exc.response``, as httpx's ``HTTPStatusError``); None if absent.
+    exception carries (``exc.response``, as httpx's ``HTTPStatusError`` or the openai
+    client's ``RateLimitError``); None if absent.
 
-    Duck-typed: anything with a ``headers`` mapping works (httpx, requests, aiohttp). Use
-    it as ``retry(..., retry_after_from=retry_after_from_response)``.
+    ``retry-after-ms`` (milliseconds; sent by OpenAI and Azure, read first by their
+    clients) wins over ``Retry-After`` when both are there. Duck-typed: anything with a
+    ``headers`` mapping works (httpx, requests, aiohttp). Use it as
+    ``retry(..., retry_after_from=retry_after_from_response)``.
     """
     headers = _headers_of(source)
     if headers is None:
         headers = _headers_of(_attribute(source, "response"))
     if headers is None:
         return None
+    millis = _header(headers, "retry-after-ms")
+    if millis is not None:
+        try:
+            hint = normalize_hint(float(millis) / 1000.0)
+        except (TypeError, ValueError):
+            hint = None
+        if hint is not None:
+            return hint
     return parse_retry_after(_header(headers, "retry-after"), now=now)
+
+
+HINT_STATUSES = frozenset({429, 503})
+"""Statuses whose ``Retry-After`` is a pause for every caller (RFC 9110 §10.2.3)."""
+
+
+def default_retry_after(source: Any) -> float | None:
+    """The server-given pause in an exception or a value: its ``retry_after`` attribute
+    (seconds or a timedelta), else the ``Retry-After`` of the 429 or 503 response it
+    carries (``exc.response``: httpx, requests, the openai client), else None."""
+    hint = normalize_hint(getattr(source, "retry_after", None))
+    if hint is not None:
+        return hint
+    response = _attribute(source, "response")
+    if response is None or _attribute(response, "status_code") not in HINT_STATUSES:
+        return None
+    return retry_after_from_response(response)
 
 
 def _attribute(source: Any, name: str) -> Any:
@@ -334,7 +364,7 @@ def _headers_of(source: Any) -> Any:
 def _header(headers: Any, name: str) -> Any:
     try:
         # Case-insensitive mappings (httpx, requests, aiohttp) find any spelling at once.
-        value = headers.get("Retry-After")
+        value = headers.get(name)
         if value is None and isinstance(headers, Mapping):
             value = next((v for k, v in headers.items() if str(k).lower() == name), None)
     except Exception:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, ParamSpec, TypedDict, TypeVar, Unpack
 
+from ._backoff import default_retry_after
 from ._clock import Clock
 from ._errors import BulkheadFullError, CircuitOpenError, ConfigError, RateLimitedError
 from ._events import (
@@ -36,13 +37,7 @@ from ._events import (
     SlowCall,
     StateTransition,
 )
-from ._outcome import (
-    Outcome,
-    compile_filter,
-    default_retry_after,
-    normalize_filter,
-    normalize_hint,
-)
+from ._outcome import Outcome, compile_filter, normalize_filter, normalize_hint
 from ._registry import Registry
 from ._strategy import HAS_GIL, Guarded, counter, peek, strategy_clock
 from ._timeout import Timeout

@@ -12,7 +12,7 @@ from typing import Any
 from ._errors import ConfigError
 from ._types import ExceptionFilter
 
-__all__ = ("Outcome", "compile_filter", "default_retry_after", "normalize_filter", "normalize_hint")
+__all__ = ("Outcome", "compile_filter", "normalize_filter", "normalize_hint")
 
 
 class Outcome(enum.Enum):
@@ -50,11 +50,6 @@ def compile_filter(field: str, spec: ExceptionFilter) -> Callable[[BaseException
 
 def _never(exc: BaseException) -> bool:
     return False
-
-
-def default_retry_after(source: Any) -> float | None:
-    """Read a ``retry_after`` attribute (seconds or a timedelta) from an exception or value."""
-    return normalize_hint(getattr(source, "retry_after", None))
 
 
 def normalize_hint(hint: Any) -> float | None:

@@ -38,6 +38,7 @@ from ._backoff import (
     DEFAULT_MULTIPLIER,
     Backoff,
     Jitter,
+    default_retry_after,
 )
 from ._clock import Clock
 from ._drivers import is_async_callable
@@ -287,8 +288,9 @@ class RetryBudget:
 
 def retry_after_hint(source: Any) -> float | None:
     """The default ``retry_after_from``: a ``retry_after`` attribute (seconds or a
-    timedelta), else the ``retry_in`` of a stalwart rejection (an open breaker's, say)."""
-    hint = normalize_hint(getattr(source, "retry_after", None))
+    timedelta), the ``Retry-After`` of a 429/503 response the exception carries, else the
+    ``retry_in`` of a stalwart rejection (an open breaker's, say)."""
+    hint = default_retry_after(source)
     if hint is None and isinstance(source, Rejected):
         return source.retry_in
     return hint

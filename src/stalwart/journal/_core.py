@@ -134,19 +134,23 @@ class BatchCore:
         self.in_flight -= 1
 
     def again_after(
-        self, key: str, item: Any, now: float, seconds: float, reason: str
+        self, key: str, item: Any, now: float, seconds: float, reason: str, *, counts: bool = True
     ) -> Paused | None:
         """Run ``item`` again once a pause of ``seconds`` (from now) is over; a new or
         longer pause is returned, to be logged."""
         self.in_flight -= 1
         self.ready.appendleft((key, item))
-        return self.pause(now, seconds, reason)
+        return self.pause(now, seconds, reason, counts=counts)
 
     # -- pauses ----------------------------------------------------------------------------
 
-    def pause(self, now: float, seconds: float, reason: str) -> Paused | None:
+    def pause(
+        self, now: float, seconds: float, reason: str, *, counts: bool = True
+    ) -> Paused | None:
         """Make every worker wait ``seconds`` from now; None if an existing pause already
-        lasts that long. Going over ``max_pause`` in all stops the run instead."""
+        lasts that long. Going over ``max_pause`` in all stops the run instead.
+        ``counts=False``: a wait for a breaker's probe to decide, part of the pause before
+        it (its time is counted, not as a pause of its own)."""
         until = now + max(0.0, seconds)
         if until <= self.paused_until:
             return None
@@ -157,7 +161,7 @@ class BatchCore:
             return None
         if self.pause_started is None:
             self.pause_started = now
-            self.pauses += 1
+            self.pauses += counts
         self.paused_until = until
         if self.pause_reason is None or reason.startswith("rate limited"):
             self.pause_reason = reason  # the cause (a 429) says more than the breaker's echo

@@ -22,12 +22,12 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
+from .._backoff import default_retry_after
 from .._breaker import CircuitBreaker
 from .._clock import Clock
 from .._drivers import is_async_callable
 from .._errors import ConfigError, DeadlineExceeded, Rejected
 from .._events import EventHub, StateTransition
-from .._outcome import default_retry_after
 from .._retry import Retry, RetryAttempt
 from .._strategy import strategy_clock
 from .._types import State
@@ -448,7 +448,12 @@ class _Run:
                         core.dropped()
                     else:
                         reason = _pause_reason(error)
-                        paused = core.again_after(take.key, take.item, now, wait, reason)
+                        # A refusal while the breaker's probe decides is the tail of the
+                        # pause before it, not a pause of its own.
+                        probing = isinstance(error, Rejected) and error.retry_in is None
+                        paused = core.again_after(
+                            take.key, take.item, now, wait, reason, counts=not probing
+                        )
                         if paused is not None:
                             self._paused(paused)
                     self.cond.notify_all()
@@ -511,7 +516,11 @@ class _Run:
             hint = self.hint(error)
         except Exception:
             return None
-        return hint if isinstance(hint, float | int) else None
+        if not isinstance(hint, float | int):
+            return None
+        if self.breaker is not None:  # it may stay open longer (its recovery_timeout)
+            hint = max(hint, self.breaker.snapshot().retry_in or 0.0)
+        return float(hint)
 
     def stop(self, reason: str) -> None:
         core = self._core()
