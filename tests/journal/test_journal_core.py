@@ -51,7 +51,8 @@ def test_a_longer_pause_extends_the_current_one_and_a_shorter_one_is_no_news() -
     assert c.pause(0.0, 5.0, "circuit open: llm") is not None
     assert c.pause(1.0, 1.0, "circuit open: llm") is None
     extended = c.pause(1.0, 10.0, "rate limited")
-    assert extended is not None and extended.until == 11.0
+    assert extended is not None
+    assert extended.until == 11.0
     assert c.pauses == 1
     assert c.pause_reason == "rate limited"  # the cause wins over the breaker's echo
 

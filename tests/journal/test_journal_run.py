@@ -91,7 +91,8 @@ def test_a_final_error_is_recorded_as_failed_and_not_run_again_unless_asked(
     assert journal.session("s").resumable
     calls.clear()
     again = run_batch(range(5), work, journal=journal, session="s")
-    assert calls == [] and again.skipped == 5
+    assert calls == []
+    assert again.skipped == 5
     retried = run_batch(range(5), lambda n: n, journal=journal, session="s", retry_failed=True)
     assert (retried.done, retried.status) == (1, SessionStatus.COMPLETED)
     assert journal.results("s")[3] == 3
@@ -115,9 +116,7 @@ def test_retries_are_counted_per_item_and_logged(journal: Journal, clock: FakeCl
 
 
 def test_validate_rejects_a_bad_result_which_is_then_not_done(journal: Journal) -> None:
-    report = run_batch(
-        ["ok", "", "fine"], lambda s: s, journal=journal, session="s", validate=bool
-    )
+    report = run_batch(["ok", "", "fine"], lambda s: s, journal=journal, session="s", validate=bool)
     assert (report.done, report.failed) == (2, 1)
     assert "rejected by validate" in journal.failures("s")[""]
     assert "" not in journal.results("s")
@@ -133,7 +132,8 @@ def test_a_result_that_is_not_json_stops_the_run_names_the_key_and_records_nothi
         run_batch(range(10), work, journal=journal, session="s", concurrency=1)
     assert 7 not in journal.results("s")
     info = journal.session("s")
-    assert info.status is SessionStatus.PAUSED and info.resumable
+    assert info.status is SessionStatus.PAUSED
+    assert info.resumable
     assert journal.results("s") == {n: n for n in range(7)}
 
 
@@ -215,7 +215,9 @@ def test_the_breaker_pause_keeps_every_worker_off_the_api_until_it_ends(
     assert during == []
     assert sorted(n for _, n in starts).count(5) == 2  # run again after the pause
     kinds = [e.kind for e in journal.events("s")]
-    assert "paused" in kinds and "resumed" in kinds and "breaker_open" in kinds
+    assert "paused" in kinds
+    assert "resumed" in kinds
+    assert "breaker_open" in kinds
 
 
 def test_a_server_pause_without_a_breaker_still_pauses_every_worker(
@@ -264,7 +266,8 @@ def test_events_reach_stalwart_listeners_once_per_commit_not_per_item(journal: J
         stalwart.remove_listener(progress.append)
         stalwart.remove_listener(paused.append)
     assert sum(p.done for p in progress) == 200
-    assert progress[-1].recorded == 200 and progress[-1].name == "s"
+    assert progress[-1].recorded == 200
+    assert progress[-1].name == "s"
     assert len(progress) < 200
     assert paused == []
 
@@ -282,9 +285,7 @@ def test_an_async_batch_runs_on_tasks_with_the_same_guarantees(journal: Journal)
             raise ValueError("nope")
         return {"n": n}
 
-    report = asyncio.run(
-        arun_batch(range(20), work, journal=journal, session="a", concurrency=5)
-    )
+    report = asyncio.run(arun_batch(range(20), work, journal=journal, session="a", concurrency=5))
     assert (report.done, report.failed) == (19, 1)
     assert peak <= 5
     assert journal.results("a")[3] == {"n": 3}
@@ -297,7 +298,8 @@ def test_run_batch_runs_an_async_function_when_no_loop_is_running(journal: Journ
         return n + 1
 
     report = run_batch(range(3), work, journal=journal, session="s")
-    assert journal.results("s") == {0: 1, 1: 2, 2: 3} and report.done == 3
+    assert journal.results("s") == {0: 1, 1: 2, 2: 3}
+    assert report.done == 3
 
 
 def test_the_async_pause_holds_every_task_too(journal: Journal, clock: FakeClock) -> None:
