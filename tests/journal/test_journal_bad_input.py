@@ -66,7 +66,7 @@ def test_a_sqlite_database_that_is_not_a_journal_is_refused_untouched(tmp_path: 
         db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
         db.execute("INSERT INTO users VALUES (1, 'ada')")
     before = digest(path)
-    with pytest.raises(JournalError, match="not a stalwart journal .*users"):
+    with pytest.raises(JournalError, match=r"not a stalwart journal .*users"):
         Journal(path)
     assert digest(path) == before
 
