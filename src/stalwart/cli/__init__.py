@@ -37,6 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "serve":
         return _run_serve(args)
+    if args.command == "sessions":
+        from ._sessions import command as sessions
+
+        return sessions(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse only allows known ones
 
 
@@ -168,6 +172,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="seed for the jitter draws, so a run repeats",
     )
+    from ._sessions import add_parser as add_sessions
+
+    add_sessions(commands)
     serve = commands.add_parser(
         "serve",
         help="the ops app (health, breakers, metrics) for checks described in a YAML file",
