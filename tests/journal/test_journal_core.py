@@ -37,7 +37,7 @@ def test_a_pause_holds_every_worker_until_it_ends_and_is_counted_once() -> None:
     take = c.next(0.0)
     assert isinstance(take, Take)
     paused = c.again_after(take.key, take.item, 10.0, 2.0, "rate limited")
-    assert paused == Paused(12.0, 2.0, "rate limited")
+    assert paused == Paused(12.0, 2.0, "rate limited", True)
     assert c.next(11.9) == Wait(12.0)
     resumed = c.next(12.5)
     assert isinstance(resumed, Resumed)

@@ -41,6 +41,8 @@ class Paused:
     until: float
     seconds: float
     reason: str
+    new: bool = True
+    """False: an existing pause made longer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,13 +161,14 @@ class BatchCore:
         if limit is not None and self.paused_seconds + (until - started) > limit:
             self.stop("max_pause")
             return None
-        if self.pause_started is None:
+        new = self.pause_started is None
+        if new:
             self.pause_started = now
             self.pauses += counts
         self.paused_until = until
         if self.pause_reason is None or reason.startswith("rate limited"):
             self.pause_reason = reason  # the cause (a 429) says more than the breaker's echo
-        return Paused(until, until - now, reason)
+        return Paused(until, until - now, reason, new)
 
     def lift(self, now: float) -> Resumed | None:
         """End the current pause now (the breaker closed)."""

@@ -646,10 +646,11 @@ class _Run:
         )
 
     def _paused(self, paused: Paused) -> None:
-        until_wall = self.clock.time() + paused.seconds
-        self._event("paused", None, seconds=round(paused.seconds, 3), reason=paused.reason)
-        self.display.paused(until_wall, paused.reason)
-        self._emit(BatchPaused, seconds=paused.seconds, reason=paused.reason)
+        kind = "paused" if paused.new else "pause_extended"
+        self._event(kind, None, seconds=round(paused.seconds, 3), reason=paused.reason)
+        if paused.new:
+            self.display.paused(self.clock.time() + paused.seconds, paused.reason)
+            self._emit(BatchPaused, seconds=paused.seconds, reason=paused.reason)
 
     def _resumed(self, resumed: Resumed) -> None:
         self._event("resumed", None, paused_seconds=round(resumed.seconds, 3), early=resumed.early)

@@ -32,6 +32,7 @@ from .._events import (
 )
 from .._retry import RetryAttempt, RetryGaveUp, RetrySucceeded
 from .._types import State
+from ..journal._events import BatchPaused, BatchProgress, BatchResumed
 from ..web._sources import BreakerSource, breakers_of
 
 __all__ = (
@@ -56,11 +57,15 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     RetryAttempt,
     RetryGaveUp,
     RetrySucceeded,
+    BatchProgress,
+    BatchPaused,
+    BatchResumed,
 )
 """The events the listener subscribes to (per-call events: breakers time their calls)."""
 
 _BREAKER = "circuit_breaker"
 _RETRY = "retry"
+_JOURNAL = "journal"
 _STATES = tuple(s.value for s in State)
 _KIND = {CallSucceeded: "successful", CallFailed: "failed", CallIgnored: "ignored"}
 
@@ -141,6 +146,24 @@ class PrometheusMetrics:
             ("name",),
             registry=self.registry,
         )
+        self._journal_items = Counter(
+            f"{prefix}_journal_items",
+            "Batch items recorded in a journal session, by outcome (done, failed).",
+            ("session", "outcome"),
+            registry=self.registry,
+        )
+        self._journal_pauses = Counter(
+            f"{prefix}_journal_pauses",
+            "Times every worker of a batch paused together (rate limited, breaker open).",
+            ("session",),
+            registry=self.registry,
+        )
+        self._journal_paused = Counter(
+            f"{prefix}_journal_pause_seconds",
+            "Seconds a batch spent paused.",
+            ("session",),
+            registry=self.registry,
+        )
         self._gauges = _StateCollector(self)
         self.registry.register(self._gauges)
         self._relay = _weak_listener(self)
@@ -175,6 +198,9 @@ class PrometheusMetrics:
             self._not_permitted,
             self._retry_calls,
             self._retry_attempts,
+            self._journal_items,
+            self._journal_pauses,
+            self._journal_paused,
             self._gauges,
         ):
             self.registry.unregister(collector)
@@ -202,6 +228,16 @@ class PrometheusMetrics:
             elif isinstance(event, RetryGaveUp):
                 retried = "with" if event.attempts > 1 else "without"
                 self._retry_calls.labels(event.name, f"failed_{retried}_retry").inc()
+        elif event.strategy == _JOURNAL:
+            if isinstance(event, BatchProgress):
+                if event.done:
+                    self._journal_items.labels(event.name, "done").inc(event.done)
+                if event.failed:
+                    self._journal_items.labels(event.name, "failed").inc(event.failed)
+            elif isinstance(event, BatchPaused):
+                self._journal_pauses.labels(event.name).inc()
+            elif isinstance(event, BatchResumed):
+                self._journal_paused.labels(event.name).inc(event.paused_seconds)
 
     # -- exposition --------------------------------------------------------------------
 

@@ -221,13 +221,16 @@ def ops_app(
     heartbeat: float = DEFAULT_HEARTBEAT,
     max_event_queue: int = DEFAULT_MAX_QUEUE,
     max_event_clients: int = DEFAULT_MAX_CLIENTS,
+    journal: Any = None,
 ) -> OpsApp:
     """The ops HTTP app: health, breakers with poll hints, metrics and live events.
 
     ``health``: a :class:`stalwart.health.HealthRegistry` (default: an empty one).
     ``breakers``: the breakers to show (default: ``stalwart.circuit_breakers``, the named
     ones). ``api_key``: the bearer key for admin actions and unredacted details (without
-    one, admin actions are refused). ``metrics``: True for a private
+    one, admin actions are refused). ``journal``: a :class:`stalwart.journal.Journal` (or
+    a list of them) whose sessions ``/journal`` and the dashboard list; runs in progress in
+    this process are shown either way. ``metrics``: True for a private
     :class:`stalwart.metrics.PrometheusMetrics` (needs prometheus-client; the app then
     listens to every breaker's calls), a ``PrometheusMetrics`` of yours, or False.
     """
@@ -245,7 +248,9 @@ def ops_app(
         heartbeat=heartbeat,
         max_clients=max_event_clients,
     )
+    journals = _journals(journal)
     core = OpsCore(
+        journals=journals,
         health=health,
         breakers=breakers_of(breakers, health),
         api_key=api_key,
@@ -267,3 +272,17 @@ def ops_app(
         raise ConfigError("metrics", f"must be True, False or a PrometheusMetrics, got {metrics!r}")
     core.metrics = metrics
     return OpsApp(core, run_checks=run_checks, owns_metrics=owns and metrics is not None)
+
+
+def _journals(journal: Any) -> tuple[Any, ...]:
+    if journal is None:
+        return ()
+    given = tuple(journal) if isinstance(journal, list | tuple) else (journal,)
+    for j in given:
+        if not (
+            callable(getattr(j, "sessions", None)) and isinstance(getattr(j, "url", None), str)
+        ):
+            raise ConfigError(
+                "journal", f"must be a stalwart.journal.Journal or a list of them, got {j!r}"
+            )
+    return given

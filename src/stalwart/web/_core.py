@@ -183,6 +183,7 @@ class OpsCore:
         cache_max_age: float = DEFAULT_CACHE_MAX_AGE,
         service_id: str | None = None,
         events: EventStream | None = None,
+        journals: tuple[Any, ...] = (),
     ) -> None:
         if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
             raise ConfigError("api_key", f"must be a non-empty string or None, got {api_key!r}")
@@ -195,6 +196,8 @@ class OpsCore:
         self.breakers = breakers
         self.metrics = metrics
         self.events = events
+        self.journals = journals
+        """``stalwart.journal.Journal`` objects whose sessions ``/journal`` lists."""
         self.service_id = service_id
         self._key = None if api_key is None else api_key.encode()
         age = int(cache_max_age) if float(cache_max_age).is_integer() else cache_max_age
@@ -405,6 +408,34 @@ def _metrics(core: OpsCore, req: Request, params: Params, authed: bool) -> Respo
     return Response(200, [("content-type", content_type), ("cache-control", "no-store")], body)
 
 
+def _journal(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+    """Batch runs in progress in this process, and the sessions of the given journals.
+
+    Without the key, journal URLs (hosts, paths) and session metadata are left out."""
+    from ..journal import live_runs
+
+    runs = live_runs()
+    journals = []
+    for journal in core.journals:
+        entry: dict[str, Any] = {"url": journal.url if authed else None}
+        try:
+            sessions = [s.to_dict() for s in journal.sessions()]
+        except Exception as exc:  # a journal that cannot be read is reported, not a 5xx
+            entry["error"] = f"{type(exc).__name__}: {exc}" if authed else type(exc).__name__
+            sessions = []
+        if not authed:
+            for s in sessions:
+                s.pop("metadata", None)
+        entry["sessions"] = sessions
+        journals.append(entry)
+    if not authed:
+        for run in runs:
+            run["journal"] = None
+    return Response.json(
+        200, {"runs": runs, "journals": journals}, headers=[("cache-control", "no-store")]
+    )
+
+
 def _events(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
     if core.events is None:
         return problem(404, "the event stream is off")
@@ -456,6 +487,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/breakers/{name}", {"GET": _breaker}, "One circuit breaker with its poll hint"),
     Route("/metrics", {"GET": _metrics}, "Prometheus exposition"),
     Route("/events", {"GET": _events}, "Server-sent events: state changes as they happen"),
+    Route("/journal", {"GET": _journal}, "Batch runs in progress and journal sessions"),
     Route("/openapi.json", {"GET": _openapi}, "This app's OpenAPI 3.1 description"),
     Route("/dashboard", {"GET": _dashboard}, "Live web page: breakers and health checks"),
     Route("/dashboard/{name}", {"GET": _dashboard_file}, "The dashboard's script and style"),

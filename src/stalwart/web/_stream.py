@@ -158,7 +158,11 @@ class EventStream:
     # nothing per transition. Called under the lock, so connects and leaves cannot
     # interleave a registration with a removal.
     def _listen(self) -> None:
-        add_listener(self.publish, StateTransition)
+        from ..journal._events import BatchFinished, BatchPaused, BatchResumed, BatchStarted
+
+        add_listener(
+            self.publish, StateTransition, BatchStarted, BatchPaused, BatchResumed, BatchFinished
+        )
         if self._health is not None:
             self._health.add_listener(self._publish_health)
 

@@ -14,17 +14,24 @@
   const RESYNC = 30; // while live: refresh figures that change without an event (p95, ...)
   const RECONNECT = 30; // after the server refused the stream (404, 503): try again
 
-  // Each section renders one route. A section for connections or journal sessions is one
-  // more entry here, its <section> in index.html, and the event types that touch it.
+  // Each section renders one route. A section for connections is one more entry here,
+  // its <section> in index.html, and the event types that touch it.
   const sections = {
     breakers: { path: "breakers", render: renderBreakers },
     checks: { path: "health/detailed", render: renderChecks },
+    journal: { path: "journal", render: renderJournal },
   };
   const EVENTS = {
-    state_transition: ["breakers"],
+    state_transition: ["breakers", "journal"],
     health_changed: ["checks"],
     check_changed: ["checks"],
+    batch_started: ["journal"],
+    batch_paused: ["journal"],
+    batch_resumed: ["journal"],
+    batch_finished: ["journal"],
   };
+  const BATCH_REFRESH = 2; // seconds between refreshes of a batch in progress (no event per item)
+  let batchTimer = null;
   for (const section of Object.values(sections)) {
     Object.assign(section, { running: null, again: false, stale: true });
   }
@@ -256,6 +263,53 @@
         return tr;
       }),
     );
+  }
+
+  function renderJournal(data) {
+    const runs = new Map(((data && data.runs) || []).map((r) => [r.session, r]));
+    const rows = [];
+    const listed = new Set();
+    for (const journal of (data && data.journals) || []) {
+      for (const s of journal.sessions || []) {
+        listed.add(s.id);
+        rows.push({ ...s, run: runs.get(s.id) });
+      }
+    }
+    for (const [id, run] of runs) {
+      if (!listed.has(id)) {
+        rows.push({ id, status: "running", done: run.done, failed: run.failed, total: run.total, run });
+      }
+    }
+    fill(
+      "journal",
+      rows.map((s) => {
+        const run = s.run;
+        const tr = document.createElement("tr");
+        tr.dataset.name = s.id;
+        const status = run && run.paused ? "paused" : s.status;
+        tr.dataset.status = status;
+        const recorded = run ? run.recorded : (s.done || 0) + (s.failed || 0);
+        const share = s.total ? recorded / s.total : null;
+        let pause = null;
+        if (run && run.paused) pause = `for ${seconds(run.paused_for)} (${run.pause_reason || "paused"})`;
+        else if (run && run.pauses) pause = `${run.pauses} so far, ${seconds(run.paused_seconds)}`;
+        tr.append(
+          cell(s.id, "name"),
+          badge(status),
+          cell(number(run ? run.done + run.skipped : s.done), "num"),
+          cell(number(run ? run.failed : s.failed), "num"),
+          cell(number(s.total), "num"),
+          cell(percent(share), "num"),
+          cell(run ? run.rate.toFixed(1) : null, "num"),
+          cell(run ? seconds(run.eta) : null, "num"),
+          cell(pause),
+        );
+        return tr;
+      }),
+    );
+    // Items complete without events: while a batch runs here, follow it a little faster.
+    clearTimeout(batchTimer);
+    if (runs.size) batchTimer = setTimeout(() => refresh("journal"), BATCH_REFRESH * 1000);
   }
 
   function setProblem(name, text) {
