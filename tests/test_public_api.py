@@ -11,6 +11,7 @@ import stalwart
 import stalwart.chaos
 import stalwart.health
 import stalwart.http
+import stalwart.journal
 import stalwart.metrics
 import stalwart.presets
 import stalwart.pytest_plugin
@@ -39,6 +40,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         stalwart.chaos,
         stalwart.health,
         stalwart.http,
+        stalwart.journal,
         stalwart.metrics,
         stalwart.pytest_plugin,
         stalwart.web,
@@ -56,7 +58,7 @@ def test_public_objects_come_from_private_modules() -> None:
 def test_import_stalwart_imports_no_optional_dependency() -> None:
     code = (
         "import sys, stalwart, stalwart.testing, stalwart.chaos, stalwart.presets\n"
-        "import stalwart.health, stalwart.web\n"
+        "import stalwart.health, stalwart.web, stalwart.journal\n"
         "std = sys.stdlib_module_names\n"
         "extra = sorted({m.split('.')[0] for m in sys.modules} - set(std)"
         " - {'stalwart', '__main__', '_distutils_hack', 'sitecustomize', 'usercustomize'})\n"
