@@ -20,7 +20,7 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from .._backoff import default_retry_after
 from .._breaker import CircuitBreaker
@@ -49,6 +49,7 @@ from ._store import EventRow, ItemRow, new_owner
 __all__ = (
     "DEFAULT_CONCURRENCY",
     "DEFAULT_MAX_PAUSE",
+    "BatchOptions",
     "LiveRun",
     "arun_batch",
     "live_runs",
@@ -109,52 +110,56 @@ _LIVE_LOCK = threading.Lock()
 # -- the public functions --------------------------------------------------------------
 
 
+class BatchOptions(TypedDict, total=False):
+    """The settings ``run_batch`` and ``arun_batch`` share (see docs/journal.md)."""
+
+    key: Callable[[Any], Any] | None
+    concurrency: int
+    breaker: CircuitBreaker | None
+    retry: Retry | None
+    validate: Callable[[Any], object] | None
+    progress: bool
+    metadata: dict[str, Any] | None
+    stage: str | None
+    retry_failed: bool
+    max_pause: float | None
+    handle_signals: bool
+    clock: Clock | None
+
+
 def run_batch(
     items: Iterable[T],
     fn: Callable[[T], Any],
     *,
     journal: Any,
     session: str,
-    key: Callable[[T], Any] | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    breaker: CircuitBreaker | None = None,
-    retry: Retry | None = None,
-    validate: Callable[[Any], object] | None = None,
-    progress: bool = False,
-    metadata: dict[str, Any] | None = None,
-    stage: str | None = None,
-    retry_failed: bool = False,
-    max_pause: float | None = DEFAULT_MAX_PAUSE,
-    handle_signals: bool = True,
-    clock: Clock | None = None,
+    **options: Unpack[BatchOptions],
 ) -> BatchReport:
     """Run ``fn(item)`` for every item not yet recorded in ``session``, ``concurrency`` at a
-    time, recording each result (or final error) in ``journal`` as it completes.
+    time (default 8), recording each result (or final error) in ``journal`` as it completes.
 
     ``session`` names the run: a new name starts it, a known one resumes it (recorded
-    items are skipped). ``key(item)`` (a str or int; default: the item itself) names an
-    item across runs. ``retry`` retries an item, ``breaker`` guards every call; while the
-    breaker is open, or a call failed with a server-given pause (``Retry-After``), every
-    worker waits and the item runs again afterwards. ``validate(result)`` returning False
-    (or raising) records the item as failed. SIGINT/SIGTERM stop cleanly: running items
-    finish and are recorded, the session is left paused. An ``async def`` fn runs on
+    items are skipped; ``retry_failed=True`` runs failed ones again). ``key(item)`` (a
+    str or int; default: the item itself) names an item across runs. ``retry`` retries an
+    item, ``breaker`` guards every call; while the breaker is open, or a call failed with
+    a server-given pause (``Retry-After``), every worker waits and the item runs again
+    afterwards, for ``max_pause`` seconds in all (default 3600). ``validate(result)``
+    returning False (or raising) records the item as failed. ``progress=True`` shows a bar
+    or log lines; ``metadata`` and ``stage`` are kept with the session. SIGINT/SIGTERM
+    stop cleanly (``handle_signals=False``: leave them alone): running items finish and
+    are recorded, the session is left paused. An ``async def`` fn runs on
     :func:`arun_batch` (use that inside a running event loop). See docs/journal.md.
     """
-    run = _Run(
-        items, fn, journal=journal, session=session, key=key, concurrency=concurrency,
-        breaker=breaker, retry=retry, validate=validate, progress=progress,
-        metadata=metadata, stage=stage, retry_failed=retry_failed, max_pause=max_pause,
-        clock=clock,
-    )  # fmt: skip
+    run = _Run(items, fn, journal=journal, session=session, **options)
     if run.is_async:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(_drive_async(run, handle_signals))
+            return asyncio.run(_drive_async(run, run.handle_signals))
         raise ConfigError(
             "fn", "is async and an event loop is running here: use await arun_batch(...)"
         )
-    return _drive_threads(run, handle_signals)
+    return _drive_threads(run, run.handle_signals)
 
 
 async def arun_batch(
@@ -163,32 +168,16 @@ async def arun_batch(
     *,
     journal: Any,
     session: str,
-    key: Callable[[T], Any] | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    breaker: CircuitBreaker | None = None,
-    retry: Retry | None = None,
-    validate: Callable[[Any], object] | None = None,
-    progress: bool = False,
-    metadata: dict[str, Any] | None = None,
-    stage: str | None = None,
-    retry_failed: bool = False,
-    max_pause: float | None = DEFAULT_MAX_PAUSE,
-    handle_signals: bool = True,
-    clock: Clock | None = None,
+    **options: Unpack[BatchOptions],
 ) -> BatchReport:
     """:func:`run_batch` for an ``async def`` fn: ``concurrency`` tasks on this loop; the
     journal's I/O runs on its own thread, so the loop never waits on a disk."""
-    run = _Run(
-        items, fn, journal=journal, session=session, key=key, concurrency=concurrency,
-        breaker=breaker, retry=retry, validate=validate, progress=progress,
-        metadata=metadata, stage=stage, retry_failed=retry_failed, max_pause=max_pause,
-        clock=clock,
-    )  # fmt: skip
+    run = _Run(items, fn, journal=journal, session=session, **options)
     if not run.is_async:
         raise ConfigError(
             "fn", f"must be an async function for arun_batch, got {fn!r}; use run_batch"
         )
-    return await _drive_async(run, handle_signals)
+    return await _drive_async(run, run.handle_signals)
 
 
 # -- one run -----------------------------------------------------------------------------
@@ -219,17 +208,18 @@ class _Run:
         *,
         journal: Any,
         session: str,
-        key: Callable[[Any], Any] | None,
-        concurrency: int,
-        breaker: CircuitBreaker | None,
-        retry: Retry | None,
-        validate: Callable[[Any], object] | None,
-        progress: bool,
-        metadata: dict[str, Any] | None,
-        stage: str | None,
-        retry_failed: bool,
-        max_pause: float | None,
-        clock: Clock | None,
+        key: Callable[[Any], Any] | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        breaker: CircuitBreaker | None = None,
+        retry: Retry | None = None,
+        validate: Callable[[Any], object] | None = None,
+        progress: bool = False,
+        metadata: dict[str, Any] | None = None,
+        stage: str | None = None,
+        retry_failed: bool = False,
+        max_pause: float | None = DEFAULT_MAX_PAUSE,
+        handle_signals: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         from ._journal import Journal
 
@@ -275,6 +265,7 @@ class _Run:
         self.stage = stage
         self.retry_failed = retry_failed
         self.max_pause = max_pause
+        self.handle_signals = bool(handle_signals)
         self.is_async = is_async_callable(fn)
         self.pairs = _keyed(items, key)
         self.call = _compose(fn, breaker, retry)
