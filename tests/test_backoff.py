@@ -357,3 +357,24 @@ def test_parse_retry_after_defaults_now_to_the_wall_clock() -> None:
     assert hint is not None
     assert 0.0 <= hint <= 1.0
     assert timedelta(seconds=parse_retry_after("2") or 0) == timedelta(seconds=2)
+
+
+def test_the_default_hint_reads_the_openai_clients_rate_limit_error() -> None:
+    """No glue: a breaker or a retry pauses for the 429's Retry-After (retry-after-ms first)."""
+    import httpx
+    import openai
+
+    from stalwart._backoff import default_retry_after
+
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+
+    def limited(headers: dict[str, str], status: int = 429) -> openai.APIStatusError:
+        response = httpx.Response(status, headers=headers, request=request)
+        cls = openai.RateLimitError if status == 429 else openai.InternalServerError
+        return cls("Rate limit reached", response=response, body=None)
+
+    assert default_retry_after(limited({"retry-after": "2"})) == 2.0
+    assert default_retry_after(limited({"retry-after": "2", "retry-after-ms": "1500"})) == 1.5
+    assert default_retry_after(limited({})) is None
+    assert default_retry_after(limited({"retry-after": "7"}, status=500)) is None  # not a pause
+    assert default_retry_after(ValueError("no response")) is None
