@@ -281,6 +281,7 @@ class _Run:
         self.writer: threading.Thread | None = None
         self.started_wall = 0.0
         self.status: SessionStatus | None = None
+        self._showing_pause = False
 
     # -- start and end (blocking I/O: the async driver runs them in a thread) ---------
 
@@ -446,7 +447,7 @@ class _Run:
                             take.key, take.item, now, wait, reason, counts=not probing
                         )
                         if paused is not None:
-                            self._paused(paused)
+                            self._paused(paused, shown=not probing)
                     self.cond.notify_all()
                 return
             row: ItemRow | None = ItemRow(
@@ -636,16 +637,21 @@ class _Run:
             "retry", current.key, attempt=event.attempt, delay=round(event.delay, 3), error=error
         )
 
-    def _paused(self, paused: Paused) -> None:
+    def _paused(self, paused: Paused, *, shown: bool = True) -> None:
+        """Log a pause; a new one (not a wait for the breaker's probe) is also shown and
+        emitted."""
         kind = "paused" if paused.new else "pause_extended"
         self._event(kind, None, seconds=round(paused.seconds, 3), reason=paused.reason)
-        if paused.new:
+        if paused.new and shown:
+            self._showing_pause = True
             self.display.paused(self.clock.time() + paused.seconds, paused.reason)
             self._emit(BatchPaused, seconds=paused.seconds, reason=paused.reason)
 
     def _resumed(self, resumed: Resumed) -> None:
         self._event("resumed", None, paused_seconds=round(resumed.seconds, 3), early=resumed.early)
-        self.display.resumed()
+        if self._showing_pause:
+            self._showing_pause = False
+            self.display.resumed()
         self._emit(BatchResumed, paused_seconds=resumed.seconds)
 
     def _event(self, kind: str, key: str | None, **detail: Any) -> None:
