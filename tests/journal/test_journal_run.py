@@ -387,3 +387,34 @@ def test_a_session_being_run_cannot_be_run_twice_at_once(journal: Journal) -> No
         runner.join(10)
     assert errors == []
     assert journal.results("s") == {1: 1}
+
+
+def test_the_rich_bar_on_a_terminal_keeps_saying_paused_until_the_pause_ends() -> None:
+    import io
+
+    from stalwart.journal._progress import display_for
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    bar = display_for(True, "nightly", out)
+    bar.start(10, 2)
+    bar.paused(1_800_000_000.0, "rate limited")
+    bar.progress(5, 10, 3, 0, 2.0, 2.5)  # records committed during the pause
+    status = bar._bar.tasks[0].fields["status"]  # type: ignore[attr-defined]
+    assert "paused until" in status
+    assert "(rate limited)" in status
+    bar.resumed()
+    assert bar._bar.tasks[0].fields["status"] == ""  # type: ignore[attr-defined]
+    bar.progress(10, 10, 8, 0, 2.0, 0.0)
+    from stalwart.journal import BatchReport, SessionStatus
+
+    bar.finish(BatchReport(session="nightly", status=SessionStatus.COMPLETED, total=10, done=8,
+                           failed=0, skipped=2, remaining=0, duration=4.0, pauses=1,
+                           paused_seconds=1.0))  # fmt: skip
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.getvalue())
+    assert "completed: 8 done, 0 failed, 2 skipped, 1 pauses (1.0 s)" in text

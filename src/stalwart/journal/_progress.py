@@ -124,6 +124,7 @@ class _RichBar:
         )
         self._task: Any = None
         self._failed = 0
+        self._pause = ""
 
     def start(self, total: int, skipped: int) -> None:
         self._bar.start()
@@ -137,16 +138,17 @@ class _RichBar:
         self, recorded: int, total: int, done: int, failed: int, rate: float, eta: float | None
     ) -> None:
         self._failed = failed
-        status = f"[red]{failed} failed" if failed else ""
+        status = self._pause or (f"[red]{failed} failed" if failed else "")
         self._bar.update(
             self._task, completed=recorded, rate=f"{rate:.1f}/s", eta=_eta(eta), status=status
         )
 
     def paused(self, until_wall: float, reason: str) -> None:
-        text = f"[yellow]paused until {_clock_time(until_wall)} ({reason})"
-        self._bar.update(self._task, status=text)
+        self._pause = f"[yellow]paused until {_clock_time(until_wall)} ({reason})"
+        self._bar.update(self._task, status=self._pause)
 
     def resumed(self) -> None:
+        self._pause = ""
         self._bar.update(self._task, status=f"[red]{self._failed} failed" if self._failed else "")
 
     def note(self, text: str) -> None:
