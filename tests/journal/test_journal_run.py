@@ -418,3 +418,37 @@ def test_the_rich_bar_on_a_terminal_keeps_saying_paused_until_the_pause_ends() -
 
     text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.getvalue())
     assert "completed: 8 done, 0 failed, 2 skipped, 1 pauses (1.0 s)" in text
+
+
+def test_a_journal_thread_that_fails_stops_the_run_instead_of_hanging(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stalwart
+    from stalwart.journal import BatchProgress, JournalError
+
+    def broken(event: BatchProgress) -> None:
+        raise RuntimeError("listener bug")  # listeners are guarded: logged, not raised
+
+    stalwart.add_listener(broken, BatchProgress)
+    try:
+        report = run_batch(range(20), str, journal=journal, session="ok")
+    finally:
+        stalwart.remove_listener(broken)
+    assert report.done == 20
+
+    class Exploding:
+        def start(self, total: int, skipped: int) -> None:
+            pass
+
+        def progress(self, *args: object) -> None:
+            raise RuntimeError("display bug")
+
+        def __getattr__(self, name: str) -> Any:
+            return lambda *a, **k: None
+
+    from stalwart.journal import _runner
+
+    monkeypatch.setattr(_runner, "display_for", lambda *a, **k: Exploding())
+    with pytest.raises(JournalError, match=r"journal thread failed.*display bug"):
+        run_batch(range(20), str, journal=journal, session="broken", handle_signals=False)
+    assert journal.session("broken").status is SessionStatus.PAUSED

@@ -524,6 +524,15 @@ class _Run:
     # -- the journal thread ----------------------------------------------------------------
 
     def _write_loop(self) -> None:
+        """The journal thread: commits records in groups, beats, hands out keys. If it
+        dies of a bug (a display that raises, say), the run stops instead of hanging."""
+        try:
+            self._write_until_closed()
+        except BaseException as exc:
+            self._fail(JournalError(f"the journal thread failed: {type(exc).__name__}: {exc}"))
+            self.wake()
+
+    def _write_until_closed(self) -> None:
         core = self._core()
         beat_every = self.journal.lease / 3
         next_beat = self.clock.monotonic() + beat_every
