@@ -451,4 +451,22 @@ def test_a_journal_thread_that_fails_stops_the_run_instead_of_hanging(
     monkeypatch.setattr(_runner, "display_for", lambda *a, **k: Exploding())
     with pytest.raises(JournalError, match=r"journal thread failed.*display bug"):
         run_batch(range(20), str, journal=journal, session="broken", handle_signals=False)
-    assert journal.session("broken").status is SessionStatus.PAUSED
+    # What was committed before the failure stays; the status says whether that was all.
+    info = journal.session("broken")
+    whole = len(journal.results("broken")) == 20
+    assert info.status is (SessionStatus.COMPLETED if whole else SessionStatus.PAUSED)
+
+
+def test_a_resume_with_other_items_is_complete_only_when_its_own_items_are(
+    journal: Journal,
+) -> None:
+    run_batch(range(10), str, journal=journal, session="s")
+    # A new input of 10 items, half new: stopped before any new one is recorded.
+    breaker = CircuitBreaker("llm", failure_threshold=1)
+    breaker.force_open()
+    report = run_batch(
+        range(5, 15), str, journal=journal, session="s", breaker=breaker, max_pause=1
+    )
+    assert (report.skipped, report.remaining) == (5, 5)
+    assert report.status is SessionStatus.PAUSED  # 10 done in the session, but not these
+    assert journal.session("s").resumable

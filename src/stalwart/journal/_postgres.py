@@ -330,7 +330,8 @@ class PostgresConnection:
 
         self._run(beat)
 
-    def finish(self, session: str, owner: str, now: float, *, stopped: bool) -> SessionStatus:
+    def finish(self, session: str, owner: str, now: float, *, complete: bool) -> SessionStatus:
+        # Every runner's keys are rows here: the table itself says whether all are recorded.
         def finish(cur: Any) -> SessionStatus:
             cur.execute("SELECT 1 FROM stalwart_sessions WHERE id = %s FOR UPDATE", (session,))
             cur.execute(
@@ -350,7 +351,7 @@ class PostgresConnection:
                 {"s": session, "lease": self.lease},
             )
             open_items, failed, others_alive = cur.fetchone()
-            if open_items == 0 and not stopped:
+            if open_items == 0:
                 status = SessionStatus.FAILED if failed else SessionStatus.COMPLETED
             elif others_alive:
                 status = SessionStatus.RUNNING

@@ -338,7 +338,7 @@ class _Run:
 
     def _end_writer_less(self) -> None:
         try:
-            self.conn.finish(self.session, self.owner, self.clock.time(), stopped=True)
+            self.conn.finish(self.session, self.owner, self.clock.time(), complete=False)
         finally:
             self.conn.close()
 
@@ -357,9 +357,9 @@ class _Run:
         with _LIVE_LOCK:
             _LIVE.discard(self)
         try:
-            stopped = core.stopped is not None
+            complete = core.recorded >= core.total
             self.status = self.conn.finish(
-                self.session, self.owner, self.clock.time(), stopped=stopped
+                self.session, self.owner, self.clock.time(), complete=complete
             )
         finally:
             self.conn.close()

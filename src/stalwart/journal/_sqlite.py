@@ -310,11 +310,12 @@ class SqliteConnection:
                 (now, now, session, owner),
             )
 
-    def finish(self, session: str, owner: str, now: float, *, stopped: bool) -> SessionStatus:
+    def finish(self, session: str, owner: str, now: float, *, complete: bool) -> SessionStatus:
         with self._tx() as db:
-            total = db.execute("SELECT total FROM sessions WHERE id = ?", (session,)).fetchone()[0]
-            done, failed = _counts(db, session)
-            status = _final_status(total, done, failed, stopped)
+            # Completeness comes from the runner: the session may hold items of an earlier,
+            # different input, so its counts alone cannot tell.
+            _, failed = _counts(db, session)
+            status = _final_status(complete, failed)
             db.execute(
                 "UPDATE sessions SET status = ?, updated_at = ?, finished_at = ?, owner = NULL, "
                 "heartbeat_at = NULL WHERE id = ? AND owner = ?",
@@ -457,8 +458,8 @@ def _counts(db: sqlite3.Connection, session: str) -> tuple[int, int]:
     return done, failed
 
 
-def _final_status(total: int, done: int, failed: int, stopped: bool) -> SessionStatus:
-    if stopped or done + failed < total:
+def _final_status(complete: bool, failed: int) -> SessionStatus:
+    if not complete:
         return SessionStatus.PAUSED
     return SessionStatus.FAILED if failed else SessionStatus.COMPLETED
 

@@ -104,8 +104,9 @@ class Connection(Protocol):
         ...
 
     def heartbeat(self, session: str, owner: str, now: float, lease: float) -> None: ...
-    def finish(self, session: str, owner: str, now: float, *, stopped: bool) -> SessionStatus:
-        """End this runner's part; returns the session's status afterwards."""
+    def finish(self, session: str, owner: str, now: float, *, complete: bool) -> SessionStatus:
+        """End this runner's part; returns the session's status afterwards. ``complete``:
+        every item of this runner's input is recorded."""
         ...
 
     # -- reading and housekeeping -----------------------------------------------------
