@@ -78,8 +78,9 @@ def test_a_rate_limit_pauses_every_worker_and_no_request_reaches_the_api_meanwhi
     t0 = min(float(r["arrived"]) for r in limited)  # type: ignore[arg-type]
     pause = float(limited[0]["retry_after"])  # type: ignore[arg-type]
     during = [r for r in seen if t0 < float(r["arrived"]) < t0 + pause]  # type: ignore[arg-type]
-    # Only requests already on their way when the 429 went out may arrive just after it.
-    late = [r for r in during if float(r["arrived"]) > t0 + 0.05]  # type: ignore[arg-type]
+    # Only requests already on their way when the 429 went out may arrive just after it
+    # (a loaded 2-core CI machine may take a while to log them: 0.25 s of the 2 s pause).
+    late = [r for r in during if float(r["arrived"]) > t0 + 0.25]  # type: ignore[arg-type]
     assert late == [], f"requests reached the API during the pause: {late}"
     assert len(during) <= 3
     after = [
