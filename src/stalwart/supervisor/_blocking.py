@@ -112,7 +112,9 @@ class BlockingSupervisor:
     def recv(self, timeout: float | None = None) -> Any:
         """The next message; TimeoutError after ``timeout`` seconds, SupervisorClosedError
         once closed."""
-        return self._call(self.supervisor.recv(), timeout)
+        # The timeout runs on the loop: a message taken just as it expires is returned,
+        # never lost between the two threads.
+        return self._call(_within(timeout, self.supervisor.recv()))
 
     def __iter__(self) -> Iterator[Any]:
         while True:
@@ -172,3 +174,11 @@ class BlockingSupervisor:
 
     def __repr__(self) -> str:
         return f"<BlockingSupervisor {self.name!r} {self.supervisor.state.value}>"
+
+
+async def _within(timeout: float | None, awaitable: Coroutine[Any, Any, T]) -> T:
+    try:
+        async with asyncio.timeout(timeout):
+            return await awaitable
+    except TimeoutError:
+        raise TimeoutError(f"nothing received in {timeout} s") from None

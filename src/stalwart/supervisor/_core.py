@@ -357,7 +357,7 @@ class SupervisorCore:
 
     def closed_by_us(self, now: float, reason: str, code: int | None) -> None:
         uptime = self._close_connection(now)
-        self._event(Disconnected, now, reason=reason, code=code, uptime=uptime)
+        self._event(Disconnected, now, reason=reason, code=code, uptime=uptime, by_us=True)
 
     def closing(self) -> None:
         self.state = ConnectionState.CLOSING

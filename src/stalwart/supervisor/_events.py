@@ -83,6 +83,8 @@ class Disconnected(SupervisorEvent):
     """The close code the peer sent (WebSocket), if any."""
     uptime: float
     """Seconds the connection was open."""
+    by_us: bool = False
+    """True when the supervisor closed it (``aclose`` or a signal): no reconnect follows."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -800,7 +800,8 @@ def _log_event(event: Event) -> None:
             event.delay,
         )
     elif isinstance(event, Disconnected):
-        _log.warning(
+        _log.log(
+            logging.INFO if event.by_us else logging.WARNING,
             "%s: disconnected from %s after %.1f s: %s",
             event.name,
             event.endpoint,
