@@ -12,7 +12,8 @@ import concurrent.futures
 import contextlib
 import signal
 import threading
-from collections.abc import Coroutine, Iterator, Sequence
+import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -23,6 +24,9 @@ from ._supervisor import GOING_AWAY, NORMAL_CLOSURE, Supervisor, SupervisorClose
 __all__ = ("BlockingSupervisor",)
 
 T = TypeVar("T")
+
+_LOOK = 0.1
+"""Seconds between looks at whether the loop thread is still alive, while waiting on it."""
 
 
 class BlockingSupervisor:
@@ -86,6 +90,14 @@ class BlockingSupervisor:
             return
         started.set()
         await self.supervisor.wait_closed()
+        # Let the calls still on the loop (the aclose that closed it) hand back their
+        # answers before the loop stops; cancel whatever would outlive that.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if others:
+            _, pending = await asyncio.wait(others, timeout=1.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def __enter__(self) -> BlockingSupervisor:
         return self.start()
@@ -94,16 +106,31 @@ class BlockingSupervisor:
         self.close()
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        loop = self._loop
-        if loop is None or loop.is_closed():
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or loop.is_closed():
             coro.close()
             raise SupervisorClosedError(f"supervisor {self.name!r} is not running")
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise TimeoutError(f"no answer from supervisor {self.name!r} in {timeout} s") from None
+            future = asyncio.run_coroutine_threadsafe(coro, loop)
+        except RuntimeError:  # the loop closed in between
+            coro.close()
+            raise SupervisorClosedError(f"supervisor {self.name!r} is not running") from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            # Look up now and then: a loop that stopped (closed by a signal) would never
+            # answer, and waiting on it forever would hang the caller.
+            step = _LOOK if deadline is None else max(0.0, min(_LOOK, deadline - time.monotonic()))
+            try:
+                return future.result(step)
+            except concurrent.futures.TimeoutError:
+                if future.done():
+                    raise  # the coroutine's own TimeoutError (TimeoutError is both in 3.11)
+            if not thread.is_alive():
+                future.cancel()
+                raise SupervisorClosedError(f"supervisor {self.name!r} is not running")
+            if deadline is not None and time.monotonic() >= deadline:
+                future.cancel()
+                raise TimeoutError(f"no answer from supervisor {self.name!r} in {timeout} s")
 
     def send(self, message: Any, timeout: float | None = None) -> None:
         """Send now if connected, else buffer (see :meth:`Supervisor.send`)."""
@@ -114,7 +141,7 @@ class BlockingSupervisor:
         once closed."""
         # The timeout runs on the loop: a message taken just as it expires is returned,
         # never lost between the two threads.
-        return self._call(_within(timeout, self.supervisor.recv()))
+        return self._call(_within(timeout, self.supervisor.recv))
 
     def __iter__(self) -> Iterator[Any]:
         while True:
@@ -151,6 +178,9 @@ class BlockingSupervisor:
         self._restore_signals()
         if loop is None or thread is None or not thread.is_alive():
             return
+        if self.supervisor.closed:  # a signal closed it already: the thread is ending
+            thread.join()
+            return
         with contextlib.suppress(SupervisorClosedError, RuntimeError):
             self._call(self.supervisor.aclose(code, reason))
         thread.join()
@@ -176,9 +206,9 @@ class BlockingSupervisor:
         return f"<BlockingSupervisor {self.name!r} {self.supervisor.state.value}>"
 
 
-async def _within(timeout: float | None, awaitable: Coroutine[Any, Any, T]) -> T:
+async def _within(seconds: float | None, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
-        async with asyncio.timeout(timeout):
-            return await awaitable
+        async with asyncio.timeout(seconds):
+            return await make()
     except TimeoutError:
-        raise TimeoutError(f"nothing received in {timeout} s") from None
+        raise TimeoutError(f"nothing received in {seconds} s") from None

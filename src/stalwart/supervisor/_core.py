@@ -489,6 +489,12 @@ class SupervisorCore:
             self._event(MessagesDropped, now, count=1, reason="outbound buffer full")
         self.outbox.append(data)
 
+    def refused(self, now: float, reason: str) -> None:
+        """The link refused the first buffered message: it is dropped, with an event."""
+        self.outbox.popleft()
+        self.dropped += 1
+        self._event(MessagesDropped, now, count=1, reason=reason)
+
     def abandon(self, now: float, reason: str) -> int:
         """Give up on whatever is still buffered (the supervisor closes); returns the count."""
         count = len(self.outbox)

@@ -155,6 +155,9 @@ class Supervisor(Observable):
         if not isinstance(handle_signals, bool):
             raise ConfigError("handle_signals", f"must be True or False, got {handle_signals!r}")
         self._codec = check(codec)
+        self._validate: Callable[[str | bytes], None] | None = getattr(
+            self.transport, "validate", None
+        )
         self._heartbeat = heartbeat
         self._hello = hello
         self._goodbye = goodbye
@@ -294,7 +297,7 @@ class Supervisor(Observable):
         docs for acknowledging messages."""
         if self._closing:
             raise SupervisorClosedError(f"supervisor {self.name!r} is closed")
-        data = encode(self._codec, message)
+        data = self._encode(message)
         link = self._link
         core = self._core
         if link is None or self._flushing or core.outbox:
@@ -315,12 +318,18 @@ class Supervisor(Observable):
         """Queue ``message`` behind anything buffered; it goes out as soon as possible."""
         if self._closing:
             raise SupervisorClosedError(f"supervisor {self.name!r} is closed")
-        data = encode(self._codec, message)
+        data = self._encode(message)
         self._core.buffer(self._clock.monotonic(), data)
         link = self._link
         if link is not None and not self._flushing and self._loop is not None:
             self._flushing = True
             self._loop.create_task(self._flush_task(link))
+
+    def _encode(self, message: Any) -> str | bytes:
+        data = encode(self._codec, message)
+        if self._validate is not None:
+            self._validate(data)  # refused now, not buffered for a link that cannot carry it
+        return data
 
     async def recv(self) -> Any:
         """The next message received (waits across reconnects); raises
@@ -442,7 +451,14 @@ class Supervisor(Observable):
         try:
             while outbox and self._link is link:
                 data = outbox[0]
-                await link.send(data)
+                try:
+                    await link.send(data)
+                except (TypeError, ValueError) as exc:
+                    # The link refuses this message: it never will take it, so say so
+                    # and go on with the next rather than lose the connection over it.
+                    if outbox and outbox[0] is data:
+                        self._core.refused(self._clock.monotonic(), f"refused: {exc}")
+                    continue
                 if outbox and outbox[0] is data:
                     outbox.popleft()
                 self._core.sent(size(data))

@@ -65,7 +65,9 @@ class Link(Protocol):
 @runtime_checkable
 class Transport(Protocol):
     """Opens links. ``connect`` may take as long as it needs: the supervisor cancels it at
-    its ``connect_timeout``."""
+    its ``connect_timeout``. A transport that cannot carry some messages (a TCP line with
+    a newline in it) may also define ``validate(data)``, raising ValueError: ``send``
+    then refuses such a message at once instead of buffering what can never go."""
 
     def check(self, endpoint: str) -> None:
         """Raise ConfigError if ``endpoint`` is not one this transport can open."""
@@ -190,6 +192,12 @@ class TcpTransport:
 
     def check(self, endpoint: str) -> None:
         _check_url(endpoint, ("tcp",), need_port=True)
+
+    def validate(self, data: str | bytes) -> None:
+        """A message is one line: it may not contain a newline."""
+        has_newline = b"\n" in data if isinstance(data, bytes) else "\n" in data
+        if has_newline:
+            raise ValueError("a TCP line message cannot contain a newline")
 
     async def connect(self, endpoint: str) -> Link:
         parts = urlsplit(endpoint)
