@@ -15,6 +15,7 @@ import stalwart.journal
 import stalwart.metrics
 import stalwart.presets
 import stalwart.pytest_plugin
+import stalwart.supervisor
 import stalwart.testing
 import stalwart.web
 
@@ -43,6 +44,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         stalwart.journal,
         stalwart.metrics,
         stalwart.pytest_plugin,
+        stalwart.supervisor,
         stalwart.web,
     ):
         assert set(module.__all__) == _public_names(module), module.__name__
@@ -58,7 +60,7 @@ def test_public_objects_come_from_private_modules() -> None:
 def test_import_stalwart_imports_no_optional_dependency() -> None:
     code = (
         "import sys, stalwart, stalwart.testing, stalwart.chaos, stalwart.presets\n"
-        "import stalwart.health, stalwart.web, stalwart.journal\n"
+        "import stalwart.health, stalwart.web, stalwart.journal, stalwart.supervisor\n"
         "std = sys.stdlib_module_names\n"
         "extra = sorted({m.split('.')[0] for m in sys.modules} - set(std)"
         " - {'stalwart', '__main__', '_distutils_hack', 'sitecustomize', 'usercustomize'})\n"

@@ -375,3 +375,17 @@ def test_the_health_check_reports_the_connection() -> None:
                     assert result.status.value == "healthy"
 
     asyncio.run(main())
+
+
+def test_a_tight_send_loop_right_after_connecting_waits_for_the_buffer_not_overflows() -> None:
+    async def main() -> None:
+        async with Peer() as peer:
+            sup = Supervisor([peer.url], max_buffer=10, hello={"n": -1})
+            async with sup:
+                assert await sup.wait_connected(10)
+                for n in range(500):  # far more than max_buffer, without a pause
+                    await sup.send({"n": n})
+                await until(lambda: len(peer.received) == 501)
+            assert [m["n"] for m in peer.texts()] == list(range(-1, 500))
+
+    asyncio.run(main())

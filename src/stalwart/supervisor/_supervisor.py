@@ -177,7 +177,9 @@ class Supervisor(Observable):
         )
         self._inbox = _Mailbox(self.settings.max_inbox)
         self._link: Link | None = None
-        self._flushing = False
+        self._flushing_now = False
+        self._drained = asyncio.Event()
+        self._drained.set()
         self._lost: asyncio.Event | None = None
         self._lost_reason: tuple[str, int | None] = ("", None)
         self._run_task: asyncio.Task[None] | None = None
@@ -300,7 +302,15 @@ class Supervisor(Observable):
         data = self._encode(message)
         link = self._link
         core = self._core
-        if link is None or self._flushing or core.outbox:
+        while link is not None and (self._flushing or core.outbox):
+            # Connected, but the buffer goes first: wait for it to drain rather than pile
+            # on (a tight send loop right after connecting would otherwise fill it).
+            await self._drained.wait()
+            link = self._link
+            if link is not None and not self._flushing and core.outbox:
+                self.send_nowait(message)  # something was left behind: queue after it
+                return
+        if link is None:
             core.buffer(self._clock.monotonic(), data)
             return
         try:
@@ -324,6 +334,19 @@ class Supervisor(Observable):
         if link is not None and not self._flushing and self._loop is not None:
             self._flushing = True
             self._loop.create_task(self._flush_task(link))
+
+    @property
+    def _flushing(self) -> bool:
+        """True while the buffer is being written out on the open link."""
+        return self._flushing_now
+
+    @_flushing.setter
+    def _flushing(self, value: bool) -> None:
+        self._flushing_now = value
+        if value:
+            self._drained.clear()
+        else:
+            self._drained.set()
 
     def _encode(self, message: Any) -> str | bytes:
         data = encode(self._codec, message)
