@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
@@ -260,7 +260,7 @@ class _StateCollector(Collector):
     def describe(self) -> list[Any]:
         return []  # families come and go with breakers; nothing to check up front
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         owner = self._owner()
         if owner is None:
             return
@@ -284,6 +284,7 @@ class _StateCollector(Collector):
                 ratio.add_metric((breaker.name,), rate)
         yield state
         yield ratio
+        yield from _connection_families(prefix)
         health = owner._health
         if health is None:
             return
@@ -308,6 +309,41 @@ class _StateCollector(Collector):
                 duration.add_metric((name,), float(snap.duration))
         yield status
         yield duration
+
+
+def _connection_families(prefix: str) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    """The supervised connections of this process (``stalwart.supervisor``), by name."""
+    from ..supervisor import live_supervisors
+
+    def gauge(name: str, doc: str) -> GaugeMetricFamily:
+        return GaugeMetricFamily(f"{prefix}_connection_{name}", doc, labels=("name",))
+
+    def counter(name: str, doc: str, *labels: str) -> CounterMetricFamily:
+        return CounterMetricFamily(f"{prefix}_connection_{name}", doc, labels=("name", *labels))
+
+    up = gauge("up", "1 while a supervised connection is open, 0 while it reconnects.")
+    index = gauge("endpoint_index", "Position of the endpoint in use (0: the primary).")
+    uptime = gauge("uptime_seconds", "Seconds the current connection has been open.")
+    buffered = gauge("buffered_messages", "Outbound messages waiting for a connection.")
+    reconnects = counter("reconnects", "Connections opened after the first.")
+    messages = counter("messages", "Messages sent and received.", "direction")
+    sizes = counter("bytes", "Bytes of messages sent and received.", "direction")
+    dropped = counter("dropped_messages", "Outbound messages dropped (full buffer, close).")
+    for supervisor in live_supervisors():
+        stats = supervisor.stats()
+        name = (supervisor.name,)
+        up.add_metric(name, 1.0 if stats.connected else 0.0)
+        if stats.connected and stats.endpoint_index is not None:
+            index.add_metric(name, float(stats.endpoint_index))
+        uptime.add_metric(name, stats.uptime)
+        buffered.add_metric(name, float(stats.buffered))
+        reconnects.add_metric(name, float(stats.reconnect_count))
+        messages.add_metric((*name, "sent"), float(stats.messages_sent))
+        messages.add_metric((*name, "received"), float(stats.messages_received))
+        sizes.add_metric((*name, "sent"), float(stats.bytes_sent))
+        sizes.add_metric((*name, "received"), float(stats.bytes_received))
+        dropped.add_metric(name, float(stats.dropped))
+    yield from (up, index, uptime, buffered, reconnects, messages, sizes, dropped)
 
 
 def _weak_listener(metrics: PrometheusMetrics) -> Callable[[Event], None]:

@@ -436,6 +436,26 @@ def _journal(core: OpsCore, req: Request, params: Params, authed: bool) -> Respo
     )
 
 
+def _connections(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+    """The supervised connections of this process (``stalwart.supervisor``) with their stats.
+
+    Without the key, endpoints show as their position in the list (``#1``) and errors as
+    their type: hosts and messages can tell an outsider too much."""
+    from ..supervisor import live_supervisors
+
+    connections = []
+    for supervisor in live_supervisors():
+        stats = supervisor.stats().to_dict()
+        if not authed:
+            index = stats["endpoint_index"]
+            stats["endpoint"] = None if index is None else f"#{index}"
+            stats["endpoints"] = [f"#{i}" for i in range(len(stats["endpoints"]))]
+            if stats["last_error"]:
+                stats["last_error"] = stats["last_error"].split(":", 1)[0]
+        connections.append(stats)
+    return Response.json(200, {"connections": connections}, headers=[("cache-control", "no-store")])
+
+
 def _events(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
     if core.events is None:
         return problem(404, "the event stream is off")
@@ -488,6 +508,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/metrics", {"GET": _metrics}, "Prometheus exposition"),
     Route("/events", {"GET": _events}, "Server-sent events: state changes as they happen"),
     Route("/journal", {"GET": _journal}, "Batch runs in progress and journal sessions"),
+    Route("/connections", {"GET": _connections}, "Supervised long-lived connections and stats"),
     Route("/openapi.json", {"GET": _openapi}, "This app's OpenAPI 3.1 description"),
     Route("/dashboard", {"GET": _dashboard}, "Live web page: breakers and health checks"),
     Route("/dashboard/{name}", {"GET": _dashboard_file}, "The dashboard's script and style"),

@@ -1,0 +1,80 @@
+"""/connections: the supervised connections of the process, with their stats."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from websockets.sync.server import ServerConnection, serve
+
+from stalwart.supervisor import BlockingSupervisor
+from stalwart.web import ops_app
+from web.support import KEY, serve_asgi
+
+
+@pytest.fixture
+def echo_url() -> Iterator[str]:
+    def handler(ws: ServerConnection) -> None:
+        for message in ws:
+            ws.send(message)
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}/ws"
+        server.shutdown()
+        thread.join(5)
+
+
+def test_connections_lists_live_supervisors_and_hides_hosts_without_the_key(
+    echo_url: str,
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        refused = f"ws://user:pw@127.0.0.1:{s.getsockname()[1]}/ws"
+    app = ops_app(api_key=KEY, metrics=False)
+    with serve_asgi(app) as base:
+        assert httpx.get(f"{base}/connections").json() == {"connections": []}
+        with BlockingSupervisor([refused, echo_url], name="agent") as sup:
+            assert sup.wait_connected(10)
+            sup.send({"n": 1})
+            assert sup.recv(timeout=10) == {"n": 1}
+            public = httpx.get(f"{base}/connections")
+            private = httpx.get(
+                f"{base}/connections", headers={"authorization": f"Bearer {KEY}"}
+            ).json()
+        after = httpx.get(f"{base}/connections").json()
+    assert public.status_code == 200
+    assert public.headers["cache-control"] == "no-store"
+    (shown,) = public.json()["connections"]
+    assert shown["name"] == "agent"
+    assert shown["connected"] is True
+    assert (shown["endpoint"], shown["endpoints"]) == ("#1", ["#0", "#1"])
+    assert (shown["messages_sent"], shown["messages_received"]) == (1, 1)
+    assert "127.0.0.1" not in public.text
+    (full,) = private["connections"]
+    assert full["endpoint"] == echo_url
+    assert "pw" not in str(full["endpoints"])  # credentials never shown, even with the key
+    assert after == {"connections": []}  # closed supervisors leave the list
+
+
+def test_prometheus_shows_each_supervised_connection(echo_url: str) -> None:
+    from stalwart.metrics import PrometheusMetrics
+
+    with PrometheusMetrics() as metrics:
+        with BlockingSupervisor([echo_url], name="agent") as sup:
+            assert sup.wait_connected(10)
+            sup.send({"n": 1})
+            assert sup.recv(timeout=10) == {"n": 1}
+            text = metrics.exposition()[0].decode()
+        closed = metrics.exposition()[0].decode()
+    assert 'stalwart_connection_up{name="agent"} 1.0' in text
+    assert 'stalwart_connection_endpoint_index{name="agent"} 0.0' in text
+    assert 'stalwart_connection_messages_total{direction="sent",name="agent"} 1.0' in text
+    assert 'stalwart_connection_messages_total{direction="received",name="agent"} 1.0' in text
+    assert 'stalwart_connection_reconnects_total{name="agent"} 0.0' in text
+    assert 'stalwart_connection_buffered_messages{name="agent"} 0.0' in text
+    assert 'name="agent"' not in closed
