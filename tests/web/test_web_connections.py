@@ -8,11 +8,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, expect
 from websockets.sync.server import ServerConnection, serve
 
 from stalwart.supervisor import BlockingSupervisor
 from stalwart.web import ops_app
 from web.support import KEY, serve_asgi
+from web.test_web_dashboard import browser  # noqa: F401  (the chromium fixture)
 
 
 @pytest.fixture
@@ -78,3 +80,29 @@ def test_prometheus_shows_each_supervised_connection(echo_url: str) -> None:
     assert 'stalwart_connection_reconnects_total{name="agent"} 0.0' in text
     assert 'stalwart_connection_buffered_messages{name="agent"} 0.0' in text
     assert 'name="agent"' not in closed
+
+
+def test_the_dashboard_shows_the_connection_and_follows_it(
+    browser: Browser,  # noqa: F811
+    echo_url: str,
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        refused = f"ws://127.0.0.1:{s.getsockname()[1]}/ws"
+    with serve_asgi(ops_app(metrics=False)) as base:
+        page = browser.new_page()
+        try:
+            with BlockingSupervisor([refused, echo_url], name="agent") as sup:
+                assert sup.wait_connected(10)
+                page.goto(f"{base}/dashboard")
+                row = page.locator('#connections tr[data-name="agent"]')
+                expect(row).to_have_attribute("data-status", "degraded")  # on the fallback
+                expect(row.locator("td").nth(1)).to_have_text("connected")
+                expect(row.locator("td").nth(2)).to_have_text("#1")
+                sup.send({"n": 1})
+                assert sup.recv(timeout=10) == {"n": 1}
+                expect(row.locator("td").nth(5)).to_have_text("1", timeout=10_000)  # refreshed
+            expect(row).to_have_count(0, timeout=10_000)  # closed: gone from the page
+            expect(page.locator("#connections .empty")).to_be_visible()
+        finally:
+            page.close()

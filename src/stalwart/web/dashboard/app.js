@@ -14,12 +14,13 @@
   const RESYNC = 30; // while live: refresh figures that change without an event (p95, ...)
   const RECONNECT = 30; // after the server refused the stream (404, 503): try again
 
-  // Each section renders one route. A section for connections is one more entry here,
-  // its <section> in index.html, and the event types that touch it.
+  // Each section renders one route. Another section is one more entry here, its
+  // <section> in index.html, and the event types that touch it.
   const sections = {
     breakers: { path: "breakers", render: renderBreakers },
     checks: { path: "health/detailed", render: renderChecks },
     journal: { path: "journal", render: renderJournal },
+    connections: { path: "connections", render: renderConnections },
   };
   const EVENTS = {
     state_transition: ["breakers", "journal"],
@@ -32,6 +33,8 @@
   };
   const BATCH_REFRESH = 2; // seconds between refreshes of a batch in progress (no event per item)
   let batchTimer = null;
+  const CONNECTION_REFRESH = 2; // seconds: uptime and counters move without events
+  let connectionTimer = null;
   for (const section of Object.values(sections)) {
     Object.assign(section, { running: null, again: false, stale: true });
   }
@@ -310,6 +313,36 @@
     // Items complete without events: while a batch runs here, follow it a little faster.
     clearTimeout(batchTimer);
     if (runs.size) batchTimer = setTimeout(() => refresh("journal"), BATCH_REFRESH * 1000);
+  }
+
+  function renderConnections(data) {
+    const connections = (data && data.connections) || [];
+    fill(
+      "connections",
+      connections.map((c) => {
+        const tr = document.createElement("tr");
+        tr.dataset.name = c.name;
+        // The badge tone: open on the primary, open on a fallback, or not open.
+        const tone = c.connected ? (c.endpoint_index ? "degraded" : "healthy") : "unhealthy";
+        tr.dataset.status = tone;
+        const wait = !c.connected && typeof c.retry_in === "number" ? `next try in ${seconds(c.retry_in)}` : null;
+        tr.append(
+          cell(c.name, "name"),
+          badge(c.state),
+          cell(c.endpoint),
+          cell(c.connected ? seconds(c.uptime) : wait, "num"),
+          cell(number(c.reconnect_count), "num"),
+          cell(number(c.messages_sent), "num"),
+          cell(number(c.messages_received), "num"),
+          cell(number(c.buffered), "num"),
+          cell(millis(c.ping_rtt), "num"),
+          cell(c.last_error, "error"),
+        );
+        return tr;
+      }),
+    );
+    clearTimeout(connectionTimer);
+    if (connections.length) connectionTimer = setTimeout(() => refresh("connections"), CONNECTION_REFRESH * 1000);
   }
 
   function setProblem(name, text) {
