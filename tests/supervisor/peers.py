@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import ServerConnection as SyncConnection
+from websockets.sync.server import serve as sync_serve
 
 Handler = Callable[["Peer", ServerConnection, str | bytes], Awaitable[None]]
 
@@ -106,3 +110,21 @@ async def until(predicate: Callable[[], object], within: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"still false after {within} s: {predicate}")
         await asyncio.sleep(0.005)
+
+
+@contextmanager
+def sync_echo() -> Iterator[str]:
+    """An echoing websockets server on a thread of its own (for blocking code); its URL."""
+
+    def handler(ws: SyncConnection) -> None:
+        for message in ws:
+            ws.send(message)
+
+    with sync_serve(handler, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}/ws"
+        finally:
+            server.shutdown()
+            thread.join(5)

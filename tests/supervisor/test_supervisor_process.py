@@ -6,12 +6,10 @@ import asyncio
 import json
 import signal
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from websockets.sync.server import ServerConnection, serve
 
 from stalwart import Backoff, ConfigError
 from stalwart.supervisor import (
@@ -21,7 +19,7 @@ from stalwart.supervisor import (
     SupervisorClosedError,
     TcpTransport,
 )
-from supervisor.peers import Peer, free_port, until
+from supervisor.peers import Peer, free_port, sync_echo, until
 
 CHILD = Path(__file__).with_name("signal_child.py")
 QUICK = Backoff(base_delay=0.01, max_delay=0.05, jitter="none")
@@ -66,26 +64,16 @@ def test_a_signal_closes_the_agent_gracefully_and_it_exits_0(
 
 
 @pytest.fixture
-def sync_echo() -> Iterator[str]:
-    """A websockets server on a thread of its own (the blocking code's peer)."""
-
-    def handler(ws: ServerConnection) -> None:
-        for message in ws:
-            ws.send(message)
-
-    with serve(handler, "127.0.0.1", 0) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}/ws"
-        server.shutdown()
-        thread.join(5)
+def echo_url() -> Iterator[str]:
+    with sync_echo() as url:
+        yield url
 
 
-def test_the_blocking_facade_sends_receives_and_closes(sync_echo: str) -> None:
+def test_the_blocking_facade_sends_receives_and_closes(echo_url: str) -> None:
     dead = f"ws://127.0.0.1:{free_port()}/ws"
-    with BlockingSupervisor([dead, sync_echo], backoff=QUICK) as sup:
+    with BlockingSupervisor([dead, echo_url], backoff=QUICK) as sup:
         assert sup.wait_connected(10)
-        assert sup.stats().endpoint == sync_echo
+        assert sup.stats().endpoint == echo_url
         sup.send({"n": 1})
         sup.send({"n": 2})
         assert sup.recv(timeout=10) == {"n": 1}

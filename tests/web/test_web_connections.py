@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, expect
-from websockets.sync.server import ServerConnection, serve
 
 from stalwart.supervisor import BlockingSupervisor
 from stalwart.web import ops_app
+from supervisor.peers import sync_echo
 from web.support import KEY, serve_asgi
 from web.test_web_dashboard import browser  # noqa: F401  (the chromium fixture)
 
 
 @pytest.fixture
 def echo_url() -> Iterator[str]:
-    def handler(ws: ServerConnection) -> None:
-        for message in ws:
-            ws.send(message)
-
-    with serve(handler, "127.0.0.1", 0) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}/ws"
-        server.shutdown()
-        thread.join(5)
+    with sync_echo() as url:
+        yield url
 
 
 def test_connections_lists_live_supervisors_and_hides_hosts_without_the_key(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._breaker import BreakerConfig, CircuitBreaker
+from .._config_file import known_keys, read_yaml
 from .._errors import ConfigError
 from .._validate import positive
 from ..health import (
@@ -78,22 +79,13 @@ class ServeConfig:
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> ServeConfig:
     """Read and check the YAML file at ``path`` (ConfigError on any problem)."""
-    import yaml
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError("config", f"{path} is not valid YAML: {exc}") from exc
+    data = read_yaml(path)
     return parse(data, os.environ if environ is None else environ)
 
 
 def parse(data: Any, environ: Mapping[str, str]) -> ServeConfig:
     """Check an already parsed config (a mapping) and build what it describes."""
-    top = _mapping("config", data, _TOP_KEYS)
+    top = known_keys("config", data, _TOP_KEYS)
     service = top.get("service", "service")
     if not isinstance(service, str) or not service:
         raise ConfigError("service", f"must be a non-empty string, got {service!r}")
@@ -131,7 +123,7 @@ def _add_check(
         raise ConfigError(f"{path}.type", f"must be one of {', '.join(_TYPES)}; got {kind!r}")
     builder, own_keys = _TYPES[kind]
     secret_env = tuple(f"{key}_env" for key in own_keys if key in _SECRET_KEYS)
-    spec = _mapping(path, spec, (*_CHECK_KEYS, *own_keys, *secret_env))
+    spec = known_keys(path, spec, (*_CHECK_KEYS, *own_keys, *secret_env))
     arguments = {key: spec[key] for key in own_keys if key in spec}
     for key in own_keys:
         if f"{key}_env" in spec:
@@ -155,7 +147,7 @@ def _add_check(
     breaker = None
     if "breaker" in spec:
         given = spec["breaker"]  # null: a breaker with the defaults; a mapping: its settings
-        options = _mapping(f"{path}.breaker", {} if given is None else given, _BREAKER_KEYS)
+        options = known_keys(f"{path}.breaker", {} if given is None else given, _BREAKER_KEYS)
         with _at(f"{path}.breaker"):
             breaker = CircuitBreaker(f"health:{name}", **options)
     settings = {
@@ -167,16 +159,6 @@ def _add_check(
         registry.add(name, check, breaker=breaker, **settings)
     shown = {key: ("***" if key in _SECRET_KEYS else value) for key, value in spec.items()}
     return {"name": name, **shown}
-
-
-def _mapping(path: str, value: Any, allowed: tuple[str, ...]) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(path, f"must be a mapping, got {value!r}")
-    for key in value:
-        if key not in allowed:
-            where = f"{path}.{key}" if path != "config" else str(key)
-            raise ConfigError(where, f"unknown key; allowed here: {', '.join(allowed)}")
-    return value
 
 
 def parse_listen(value: Any) -> tuple[str, int]:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .. import presets
 from .._backoff import Backoff
+from .._config_file import known_keys, read_yaml
 from .._errors import ConfigError
 from .._validate import positive
 from ._core import OVERFLOW_POLICIES, SupervisorSettings
@@ -83,27 +84,18 @@ class AgentConfig:
 
 def load_config(path: str | Path) -> AgentConfig:
     """Read and check the YAML file at ``path`` (ConfigError naming the key on a problem)."""
-    import yaml
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError("config", f"{path} is not valid YAML: {exc}") from exc
+    data = read_yaml(path)
     return parse_config(data)
 
 
 def parse_config(data: Any) -> AgentConfig:
     """Check an already parsed config (a mapping, as ``yaml.safe_load`` returns)."""
-    top = _mapping("config", data, _TOP_KEYS)
+    top = known_keys("config", data, _TOP_KEYS)
     if "server" not in top:
         raise ConfigError("server", "is required: a mapping with the server's url")
-    endpoints = _endpoints(_mapping("server", top["server"], _SERVER_KEYS))
+    endpoints = _endpoints(known_keys("server", top["server"], _SERVER_KEYS))
     connection = top.get("connection")
-    given = _mapping("connection", {} if connection is None else connection, _CONNECTION_KEYS)
+    given = known_keys("connection", {} if connection is None else connection, _CONNECTION_KEYS)
     options: dict[str, Any] = {}
     for key in _TIMING_KEYS:
         if key in given:
@@ -205,13 +197,3 @@ def _backoff(given: Mapping[str, Any]) -> Backoff:
     except ConfigError as exc:
         key = {"multiplier": "reconnect_multiplier"}.get(exc.field, exc.field)
         raise ConfigError(f"connection.{key}", exc.problem) from exc
-
-
-def _mapping(path: str, value: Any, allowed: tuple[str, ...]) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(path, f"must be a mapping, got {value!r}")
-    for key in value:
-        if key not in allowed:
-            where = f"{path}.{key}" if path != "config" else str(key)
-            raise ConfigError(where, f"unknown key; allowed here: {', '.join(allowed)}")
-    return value

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+pytestmark = pytest.mark.e2e
 HERE = Path(__file__).parent
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e
 HERE = Path(__file__).parent
 ITEMS = 25  # 5 products x 5 criteria
 
