@@ -306,6 +306,8 @@ class Supervisor(Observable):
             # Connected, but the buffer goes first: wait for it to drain rather than pile
             # on (a tight send loop right after connecting would otherwise fill it).
             await self._drained.wait()
+            if self._closing:  # closed while it waited: the goodbye may have gone already
+                raise SupervisorClosedError(f"supervisor {self.name!r} is closed")
             link = self._link
             if link is not None and not self._flushing and core.outbox:
                 self.send_nowait(message)  # something was left behind: queue after it
