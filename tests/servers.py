@@ -195,13 +195,15 @@ def postgres_server() -> Iterator[PostgresServer]:
             _stop(process, signal.SIGINT)  # fast shutdown: disconnects clients, then exits
 
 
-def _redis_ready(port: int) -> Callable[[], bool]:
+def _redis_ready(port: int, *, password: bool = False) -> Callable[[], bool]:
     import redis
 
     def ready() -> bool:
         client = redis.Redis(host=LOCAL, port=port, socket_timeout=1, socket_connect_timeout=1)
         try:
             return bool(client.ping())
+        except redis.AuthenticationError:
+            return password  # it answers: it wants a password
         except redis.ConnectionError:
             return False
         finally:
@@ -210,22 +212,31 @@ def _redis_ready(port: int) -> Callable[[], bool]:
     return ready
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A private redis-server on a free loopback port, no persistence."""
+@contextmanager
+def running_redis(*options: str, port: int | None = None) -> Iterator[RedisServer]:
+    """A private redis-server on a free (or the given) loopback port, no persistence,
+    stopped on exit: for tests that kill and restart one, or need ``--requirepass``."""
     binary = redis_binary()
     with _scratch("stalwart-redis-", None) as root:
-        port, log = free_port(), root / "redis.log"
+        port, log = port or free_port(), root / "redis.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(
-                [binary, "--port", str(port), "--dir", str(root), *REDIS],
+                [binary, "--port", str(port), "--dir", str(root), *REDIS, *options],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=root,
             )
         try:
-            _wait_ready(process, _redis_ready(port), f"redis-server on port {port}", log)
+            ready = _redis_ready(port, password="--requirepass" in options)
+            _wait_ready(process, ready, f"redis-server on port {port}", log)
             yield RedisServer(LOCAL, port, f"redis://{LOCAL}:{port}/0")
         finally:
             _stop(process, signal.SIGTERM)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server on a free loopback port, no persistence."""
+    with running_redis() as server:
+        yield server

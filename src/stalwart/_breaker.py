@@ -39,6 +39,7 @@ from ._events import (
 )
 from ._outcome import Outcome, compile_filter, normalize_filter, normalize_hint
 from ._registry import Registry
+from ._store import SharedBreaker, StateStore, check_store
 from ._strategy import HAS_GIL, Guarded, counter, peek, strategy_clock
 from ._timeout import Timeout
 from ._types import ExceptionFilter, RetryAfterFrom, State
@@ -516,6 +517,40 @@ class BreakerCore:
         self.opened_at = None
         self._move(_DISABLED, reason, now)
 
+    def adopt(
+        self,
+        state: State,
+        now: float,
+        *,
+        reason: str,
+        open_for: float,
+        failures: int,
+        successes: int,
+        failed_recoveries: int,
+        recovery_timeout: float,
+        opened_ago: float | None,
+        new_period: bool,
+    ) -> None:
+        """Take on a state decided elsewhere (a shared store): this core is then a replica.
+
+        A change of state is a transition like any other (listeners hear of it); a new
+        period in the same state (the store closed and reopened meanwhile, say) only makes
+        earlier tickets stale."""
+        if state is not self.state:
+            self._clear_period()
+            self._move(state, reason, now, open_for if state is _OPEN else None)
+        elif new_period:
+            self._clear_period()
+            self._seq += 1
+            self.epoch = self._seq
+        if state is _OPEN:
+            self.open_until = now + open_for
+        self.consecutive_failures = failures
+        self.half_open_successes = successes
+        self.failed_recoveries = failed_recoveries
+        self.recovery_timeout = recovery_timeout
+        self.opened_at = None if opened_ago is None else now - opened_ago
+
     # -- transitions ---------------------------------------------------------------
 
     def _judge_window(self, now: float) -> None:
@@ -644,6 +679,7 @@ class CircuitBreaker(Guarded):
         config: BreakerConfig | None = None,
         *,
         clock: Clock | None = None,
+        store: StateStore | None = None,
         **options: Unpack[BreakerOptions],
     ) -> None:
         if not isinstance(name, str) or not name:
@@ -676,6 +712,12 @@ class CircuitBreaker(Guarded):
         self._hub = EventHub()
         self._hub.watch(self._refresh)
         self._refresh_fast()
+        self._store = check_store(store, name)
+        # Shared state: the core becomes a replica the link keeps current. A breaker the
+        # environment disables stays a local pass-through.
+        self._shared: SharedBreaker | None = None
+        if self._store is not None and not self._core._pinned_disabled:
+            self._shared = self._store.link_breaker(self)
 
     # -- public surface ------------------------------------------------------------
 
@@ -727,7 +769,11 @@ class CircuitBreaker(Guarded):
                 transitions=core.transition_count,
                 failed_recoveries=core.failed_recoveries,
                 recovery_timeout=core.recovery_timeout,
-                half_open_in_flight=len(core.probes),
+                half_open_in_flight=(
+                    self._shared.probes_in_flight
+                    if self._shared is not None and self._shared.live
+                    else len(core.probes)
+                ),
             )
 
     def poll_hint(self) -> PollHint:
@@ -755,16 +801,22 @@ class CircuitBreaker(Guarded):
         )
 
     def reset(self) -> None:
-        """Close the breaker and forget the current period (lifetime totals are kept)."""
-        self._control(lambda core, now: core.reset(now))
+        """Close the breaker and forget the current period (lifetime totals are kept).
+        A shared breaker closes in every process."""
+        self._control("reset")
 
     def force_open(self) -> None:
-        """Reject every call until :meth:`reset`."""
-        self._control(lambda core, now: core.force_open(now))
+        """Reject every call until :meth:`reset` (in every process, when shared)."""
+        self._control("force_open")
 
     def disable(self) -> None:
         """Let every call through, counting totals only, until :meth:`reset`."""
-        self._control(lambda core, now: core.disable(now))
+        self._control("disable")
+
+    @property
+    def shared(self) -> str | None:
+        """Where the state is shared, and whether it is reachable now; None when local."""
+        return None if self._shared is None else self._shared.describe()
 
     def describe(self) -> dict[str, Any]:
         """The breaker's kind, name and every setting (for pipelines, logs and the ops app)."""
@@ -772,7 +824,10 @@ class CircuitBreaker(Guarded):
         settings["poll_intervals"] = {
             f.name: getattr(self.config.poll_intervals, f.name) for f in fields(PollIntervals)
         }
-        return {"strategy": _STRATEGY, "name": self.name, **settings}
+        out = {"strategy": _STRATEGY, "name": self.name, **settings}
+        if self._shared is not None:
+            out["shared"] = self._shared.describe()
+        return out
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self._core.state.value})"
@@ -804,18 +859,29 @@ class CircuitBreaker(Guarded):
         elif state is _FORCED_OPEN:
             retry_in = None
         else:
-            with self._lock:
-                ticket = core.acquire(now)
-                retry_in = core.retry_in(now) if ticket == _REJECTED else 0.0
-                moved = self._drain()
-            if moved:
-                self._publish()
-            if ticket != _REJECTED:
-                return ticket
+            shared = self._shared
+            permit = (
+                self._local_acquire(now)
+                if shared is None or not shared.live
+                else shared.acquire(now)
+            )
+            if type(permit) is int:
+                return permit
+            retry_in = permit
         next(self._rejections)
         if self._hub.rejections:
             self._emit_rejection(now, retry_in)
         return retry_in
+
+    def _local_acquire(self, now: float) -> int | float | None:
+        """The half-open question answered by this process's core alone."""
+        with self._lock:
+            ticket = self._core.acquire(now)
+            retry_in = self._core.retry_in(now) if ticket == _REJECTED else 0.0
+            moved = self._drain()
+        if moved:
+            self._publish()
+        return ticket if ticket != _REJECTED else retry_in
 
     def _emit_rejection(self, now: float, retry_in: float | None) -> None:
         self._hub.emit(
@@ -832,9 +898,14 @@ class CircuitBreaker(Guarded):
         if not counted:
             next(self._successes)
         now = self._monotonic()
-        with self._lock:
-            self._core.on_success(ticket, now, duration)
-            moved = self._drain()
+        shared = self._shared
+        if shared is not None and shared.live:
+            shared.outcome(ticket, now, "success", duration, None)
+            moved = False
+        else:
+            with self._lock:
+                self._core.on_success(ticket, now, duration)
+                moved = self._drain()
         if self._hub.calls:
             self._emit_outcome(
                 CallSucceeded(name=self.name, strategy=_STRATEGY, at=now, duration=duration)
@@ -850,9 +921,16 @@ class CircuitBreaker(Guarded):
         retry_after: float | None,
     ) -> None:
         now = self._monotonic()
-        with self._lock:
-            self._core.on_failure(ticket, now, duration, retry_after)
-            moved = self._drain()
+        shared = self._shared
+        if shared is not None and shared.live:
+            with self._lock:
+                self._core.total_failures += 1
+            shared.outcome(ticket, now, "failure", duration, retry_after)
+            moved = False
+        else:
+            with self._lock:
+                self._core.on_failure(ticket, now, duration, retry_after)
+                moved = self._drain()
         if self._hub.calls:
             self._emit_outcome(
                 CallFailed(
@@ -876,9 +954,16 @@ class CircuitBreaker(Guarded):
         outcome = self._classify(exc)
         if outcome is Outcome.IGNORED:
             now = self._monotonic()
-            with self._lock:
-                self._core.on_ignored(ticket, now)
-                moved = self._drain()
+            shared = self._shared
+            if shared is not None and shared.live:
+                with self._lock:
+                    self._core.total_ignored += 1
+                shared.outcome(ticket, now, "ignored", duration, None)
+                moved = False
+            else:
+                with self._lock:
+                    self._core.on_ignored(ticket, now)
+                    moved = self._drain()
             if self._hub.calls:
                 self._emit_outcome(
                     CallIgnored(
@@ -947,10 +1032,13 @@ class CircuitBreaker(Guarded):
             self._publish()
         return self._core
 
-    def _control(self, action: Callable[[BreakerCore, float], None]) -> None:
+    def _control(self, action: Literal["reset", "force_open", "disable"]) -> None:
+        shared = self._shared
+        if shared is not None and shared.control(action):
+            return  # applied in Redis; the reply (and every process) adopts the result
         now = self._monotonic()
         with self._lock:
-            action(self._core, now)
+            getattr(self._core, action)(now)
             moved = self._drain()
         if moved:
             self._publish()
@@ -1054,6 +1142,7 @@ def circuit_breaker(
     config: BreakerConfig | None = None,
     *,
     clock: Clock | None = None,
+    store: StateStore | None = None,
     **options: Unpack[BreakerOptions],
 ) -> CircuitBreaker:
     """The shared breaker called ``name``, created on first use.
@@ -1066,12 +1155,16 @@ def circuit_breaker(
     wanted = None if config is None and not options else _config_from(config, options)
 
     def create() -> CircuitBreaker:
-        return CircuitBreaker(name, wanted, clock=clock)
+        return CircuitBreaker(name, wanted, clock=clock, store=store)
 
     def check(existing: CircuitBreaker) -> None:
         if clock is not None and clock is not existing._clock:
             raise ConfigError(
                 "clock", f"circuit breaker {name!r} already exists with another clock"
+            )
+        if store is not None and store is not existing._store:
+            raise ConfigError(
+                "store", f"circuit breaker {name!r} already exists with another store"
             )
         if wanted is None:
             return

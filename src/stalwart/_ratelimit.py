@@ -19,6 +19,8 @@ tokens gone when it wakes up.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import inspect
 import math
@@ -33,6 +35,7 @@ from ._clock import Clock
 from ._drivers import is_async_callable
 from ._errors import ConfigError, RateLimitedError
 from ._events import CallRejected, Event, EventHub
+from ._store import StateStore, check_store
 from ._strategy import Observable, strategy_clock, strategy_name
 from ._validate import one_of, positive, whole
 
@@ -150,6 +153,16 @@ class Rate:
 
 RateSpec: TypeAlias = "str | tuple[int, float] | Rate"
 """What ``rate=`` accepts."""
+
+
+class _NoLock(contextlib.nullcontext[None]):
+    """The lock a shared limiter does without: its store serialises the arithmetic."""
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
 
 
 def _unit(word: str) -> float | None:
@@ -314,6 +327,7 @@ class RateLimiter(Observable):
         "_hub",
         "_lock",
         "_now",
+        "_remote",
         "_reserve",
         "_wants_waits",
         "_within",
@@ -330,18 +344,23 @@ class RateLimiter(Observable):
         max_wait: float = DEFAULT_MAX_WAIT,
         name: str | None = None,
         clock: Clock | None = None,
+        store: StateStore | None = None,
     ) -> None:
         self.config = RateLimiterConfig(
             rate=Rate.parse(rate), burst=burst, algorithm=algorithm, max_wait=max_wait
         )
+        shared = check_store(store, name)
         self.name = strategy_name(name, _STRATEGY)
         self._clock: Clock = strategy_clock(clock)
         self._now = self._clock.monotonic
-        self._core = self.config.make_core()
+        # A shared limiter asks its store (one atomic round trip), which keeps the
+        # arithmetic consistent by itself: no local lock is held across that call.
+        self._remote = shared is not None
+        self._core = shared.rate_core(self.name, self.config) if shared else self.config.make_core()
         self._reserve = self._core.reserve
         self._burst = self.config.effective_burst
         self._within = self.config.max_wait + _SLACK
-        self._lock = threading.Lock()
+        self._lock: threading.Lock | _NoLock = _NoLock() if shared else threading.Lock()
         self._hub = EventHub()
         self._hub.watch(self._listeners_changed)
         self._listeners_changed()
@@ -374,8 +393,12 @@ class RateLimiter(Observable):
 
     # `timeout` bounds the wait for tokens (the limiter's own sleep), not work to cancel.
     async def aacquire(self, cost: int = 1, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        """:meth:`acquire` for asyncio: the wait suspends only the calling task."""
-        wait = self._take(cost, timeout)
+        """:meth:`acquire` for asyncio: the wait suspends only the calling task (and a
+        shared limiter's round trip runs on a worker thread, off the event loop)."""
+        if self._remote:
+            wait = await asyncio.to_thread(self._take, cost, timeout)
+        else:
+            wait = self._take(cost, timeout)
         if wait > _SLACK:
             await _testmode.asleep(self._clock, wait)
             self._waited(wait, cost)
@@ -499,7 +522,7 @@ class RateLimiter(Observable):
         bound = self.config.max_wait if timeout is None else timeout
         raise RateLimitedError(
             self.name,
-            wait,
+            None if wait == math.inf else wait,
             f"needs {cost} token{'s' if cost != 1 else ''} at {self.config.rate} "
             f"(burst {self._burst}); the wait allowed is {bound:g} s",
         )

@@ -45,6 +45,7 @@ from ._drivers import is_async_callable
 from ._errors import ConfigError, Rejected
 from ._events import Event, EventHub
 from ._outcome import compile_filter, normalize_filter, normalize_hint
+from ._store import BudgetState, StateStore, check_store
 from ._strategy import (
     Observable,
     check_call_form,
@@ -218,6 +219,7 @@ class RetryBudget:
         ttl: float = DEFAULT_BUDGET_TTL,
         name: str | None = None,
         clock: Clock | None = None,
+        store: StateStore | None = None,
     ) -> None:
         positive("percent_can_retry", percent_can_retry, allow_zero=True)
         positive("min_retries_per_second", min_retries_per_second, allow_zero=True)
@@ -230,7 +232,12 @@ class RetryBudget:
         self.ttl = ttl
         self._clock = strategy_clock(clock)
         self._now = self._clock.monotonic
-        self._core = BudgetCore(percent_can_retry, min_retries_per_second, ttl)
+        shared = check_store(store, name)
+        self._core: BudgetState = (
+            shared.budget_core(self.name, percent_can_retry, min_retries_per_second, ttl)
+            if shared
+            else BudgetCore(percent_can_retry, min_retries_per_second, ttl)
+        )
         self._lock = threading.Lock()
         # Deposits of the current slice are counted without the lock (itertools.count is
         # atomic under the GIL) and handed to the core when the slice ends or a retry asks.
