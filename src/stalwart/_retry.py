@@ -238,6 +238,7 @@ class RetryBudget:
             if shared
             else BudgetCore(percent_can_retry, min_retries_per_second, ttl)
         )
+        self._shared = shared is not None
         self._lock = threading.Lock()
         # Deposits of the current slice are counted without the lock (itertools.count is
         # atomic under the GIL) and handed to the core when the slice ends or a retry asks.
@@ -248,6 +249,10 @@ class RetryBudget:
 
     def deposit(self) -> None:
         """Count one call (a first attempt)."""
+        if self._shared:
+            # The store gathers deposits itself and sends them in the background.
+            self._core.deposit(self._now())
+            return
         if self._now() >= self._pending_until:
             with self._lock:
                 self._hand_over(self._now())

@@ -162,6 +162,7 @@ class BreakerLink:
             batch = self._batch
             if batch.epoch != self._epoch:
                 self._batch = batch = _Batch(epoch=self._epoch)
+            first = batch.empty  # the I/O thread may be asleep until its next poll
             if retry_after is not None:
                 batch.retry_after = max(batch.retry_after or 0.0, retry_after)
                 urgent = True
@@ -176,8 +177,8 @@ class BreakerLink:
                     batch.had_success = True
                     batch.trailing = 0
                     urgent = not self._windowed
-        if urgent:
-            self.store.poke()
+        if urgent or first:
+            self.store.poke(urgent=urgent)
 
     def control(self, action: str) -> bool:
         store = self.store

@@ -102,15 +102,20 @@ class RedisBudget:
         return self._unsent > 0
 
     def deposit(self, now: float, calls: int = 1) -> None:
-        self._local.deposit(now, calls)
         with self._lock:
+            self._local.deposit(now, calls)
+            first = not self._unsent
             self._unsent += calls
+        if first:
+            self.store.poke(urgent=False)
 
     def try_withdraw(self, now: float) -> bool:
         reply = self._ask(withdraw=True)
         if reply is None:
-            return self.store.fail == "open" and self._local.try_withdraw(now)
-        self._local.try_withdraw(now)  # the local twin spends too, to stay comparable
+            with self._lock:
+                return self.store.fail == "open" and self._local.try_withdraw(now)
+        with self._lock:
+            self._local.try_withdraw(now)  # the local twin spends too, to stay comparable
         return reply[0]
 
     def balance(self, now: float) -> float:

@@ -180,6 +180,8 @@ class RedisStore(Observable):
         self._down_since: float | None = None
         self.last_error: str | None = None
         self._wake = threading.Event()
+        self._sync_requested = False
+        self._urgent = False
         self._stop = threading.Event()
         self._pid: int | None = None
         self._threads: list[threading.Thread] = []
@@ -227,9 +229,11 @@ class RedisStore(Observable):
         """Stop the background threads and close the store's connections."""
         self._stop.set()
         self._wake.set()
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout=max(1.0, 2 * self.timeout + 0.5))
+        # The I/O thread wakes at once; the listener notices within its 0.2 s read and
+        # exits by itself (a daemon), so it is not waited for.
+        io = self._threads[0] if self._threads else None
+        if io is not None and io is not threading.current_thread():
+            io.join(timeout=max(1.0, 2 * self.timeout + 0.5))
         self._threads = []
         self._redis.close()
         self._listener_client.close()
@@ -307,8 +311,16 @@ class RedisStore(Observable):
     def budget_call(self, keys: Sequence[str], args: Sequence[Arg], pipe: Any = None) -> Any:
         return self._budget_script(keys=keys, args=args, client=pipe or self._redis)
 
-    def poke(self) -> None:
-        """Ask the I/O thread to flush now."""
+    def poke(self, *, urgent: bool = True) -> None:
+        """Ask the I/O thread to flush now; not ``urgent``: within FLUSH_INTERVAL, so that
+        outcomes which change nothing at once (successes) travel in batches."""
+        if urgent:
+            self._urgent = True
+        self._wake.set()
+
+    def sync_soon(self) -> None:
+        """Ask the I/O thread to poll every shared breaker now."""
+        self._sync_requested = True
         self._wake.set()
 
     def lost(self, exc: BaseException, what: str) -> None:
@@ -374,13 +386,22 @@ class RedisStore(Observable):
                 budget.pending for budget in self._budgets
             )
             wait = FLUSH_INTERVAL if pending else max(0.0, next_sync - time.monotonic())
-            self._wake.wait(wait)
+            woken = self._wake.wait(wait)
             self._wake.clear()
+            gather_until = time.monotonic() + FLUSH_INTERVAL
+            while woken and not (self._urgent or self._sync_requested or self._stop.is_set()):
+                left = gather_until - time.monotonic()
+                if left <= 0:
+                    break
+                self._wake.wait(left)
+                self._wake.clear()
+            self._urgent = False
             if self._stop.is_set():
                 return
             try:
                 self._flush(links)
-                if time.monotonic() >= next_sync:
+                if self._sync_requested or time.monotonic() >= next_sync:
+                    self._sync_requested = False
                     next_sync = time.monotonic() + self.sync_interval
                     self._sync(links)
             except Exception as exc:
@@ -446,7 +467,7 @@ class RedisStore(Observable):
             try:
                 pubsub.subscribe(self.channel)
                 # A change may have been published before we subscribed: read once more.
-                self._wake.set()
+                self.sync_soon()
                 while self._available and not self._stop.is_set():
                     message = pubsub.get_message(timeout=0.2)
                     if message is not None and message.get("type") == "message":
