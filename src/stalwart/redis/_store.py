@@ -335,6 +335,10 @@ class RedisStore(Observable):
             links = [link for group in self._links.values() for link in group]
         if not first:
             return
+        # Every pooled connection may be dead (a restarted server closed them all): start
+        # afresh, or the first calls after recovery would each fail on a stale one.
+        with contextlib.suppress(Exception):
+            self._redis.connection_pool.disconnect()
         _log.warning(
             "Redis %s unreachable (%s during %s): shared state falls back to %s",
             self.address,
