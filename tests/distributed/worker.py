@@ -1,0 +1,109 @@
+"""One worker process of the multi-process tests: ``python worker.py SCENARIO URL NS DIR``.
+
+It prints ``ready`` once its shared strategy exists, runs until the file ``DIR/stop``
+appears (or 60 s pass), then prints one JSON line of what it saw. Times are
+``time.monotonic()``, which is system-wide on Linux, so the parent compares them across
+processes. The dependency is healthy while ``DIR/healthy`` exists.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from stalwart import CircuitBreaker, CircuitOpenError, RateLimiter
+from stalwart.redis import RedisStore
+
+DEADLINE = 60.0
+
+
+class Down(ConnectionError):
+    pass
+
+
+def outage(store: RedisStore, folder: Path, stop: Path) -> dict[str, Any]:
+    """Call a dependency every ~1 ms through a shared breaker; record what each call met."""
+    breaker = CircuitBreaker("dependency", failure_threshold=5, recovery_timeout=0.5, store=store)
+    healthy = folder / "healthy"
+
+    def dependency() -> str:
+        time.sleep(0.001)
+        if not healthy.exists():
+            raise Down("dependency down")
+        return "ok"
+
+    failures: list[float] = []
+    rejections: list[float] = []
+    successes: list[float] = []
+    print("ready", flush=True)
+    end = time.monotonic() + DEADLINE
+    while not stop.exists() and time.monotonic() < end:
+        at = time.monotonic()
+        try:
+            breaker.call(dependency)
+        except Down:
+            failures.append(at)
+        except CircuitOpenError:
+            rejections.append(at)
+            time.sleep(0.001)
+        else:
+            successes.append(at)
+    return {"failures": failures, "rejections": rejections, "successes": successes}
+
+
+def probes(store: RedisStore, folder: Path, stop: Path) -> dict[str, Any]:
+    """Race for probes: each granted probe is held 20 ms, then fails (the breaker reopens)."""
+    breaker = CircuitBreaker(
+        "probed",
+        failure_threshold=1,
+        recovery_timeout=0.01,
+        half_open_max_calls=2,
+        probe_lease=5.0,
+        store=store,
+    )
+    granted: list[list[Any]] = []
+    print("ready", flush=True)
+    end = time.monotonic() + DEADLINE
+    while not stop.exists() and time.monotonic() < end:
+        try:
+            with breaker:
+                link: Any = breaker._shared
+                if link._probes:  # this call holds a probe lease (one call at a time here)
+                    granted.append([link._gen, link._epoch, time.monotonic()])
+                    time.sleep(0.02)
+                raise Down("still down")
+        except (Down, CircuitOpenError):
+            time.sleep(0.0005)
+    return {"granted": granted}
+
+
+def limiter(store: RedisStore, folder: Path, stop: Path) -> dict[str, Any]:
+    """Ask a shared 10/second limiter every 2 ms; record each grant."""
+    limit = RateLimiter("10/second", store=store, name="api")
+    grants: list[float] = []
+    print("ready", flush=True)
+    end = time.monotonic() + DEADLINE
+    while not stop.exists() and time.monotonic() < end:
+        if limit.try_acquire():
+            grants.append(time.monotonic())
+        time.sleep(0.002)
+    return {"grants": grants}
+
+
+SCENARIOS = {"outage": outage, "probes": probes, "limiter": limiter}
+
+
+def main() -> None:
+    scenario, url, namespace, folder = sys.argv[1:5]
+    with RedisStore(redis.Redis.from_url(url), namespace=namespace) as store:
+        result = SCENARIOS[scenario](store, Path(folder), Path(folder) / "stop")
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
