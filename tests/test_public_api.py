@@ -15,6 +15,7 @@ import stalwart.journal
 import stalwart.metrics
 import stalwart.presets
 import stalwart.pytest_plugin
+import stalwart.redis
 import stalwart.supervisor
 import stalwart.testing
 import stalwart.web
@@ -44,6 +45,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         stalwart.journal,
         stalwart.metrics,
         stalwart.pytest_plugin,
+        stalwart.redis,
         stalwart.supervisor,
         stalwart.web,
     ):
@@ -61,6 +63,7 @@ def test_import_stalwart_imports_no_optional_dependency() -> None:
     code = (
         "import sys, stalwart, stalwart.testing, stalwart.chaos, stalwart.presets\n"
         "import stalwart.health, stalwart.web, stalwart.journal, stalwart.supervisor\n"
+        "import stalwart.redis\n"
         "std = sys.stdlib_module_names\n"
         "extra = sorted({m.split('.')[0] for m in sys.modules} - set(std)"
         " - {'stalwart', '__main__', '_distutils_hack', 'sitecustomize', 'usercustomize'})\n"

@@ -9,23 +9,11 @@ caller: strategies go on with local state (or refuse, ``fail="closed"``) until i
 returns. See docs/distributed.md.
 """
 
-from ._store import DEFAULT_FAIL as DEFAULT_FAIL
-from ._store import DEFAULT_KEY_TTL as DEFAULT_KEY_TTL
-from ._store import DEFAULT_NAMESPACE as DEFAULT_NAMESPACE
-from ._store import DEFAULT_SYNC_INTERVAL as DEFAULT_SYNC_INTERVAL
-from ._store import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
-from ._store import FailMode as FailMode
 from ._store import RedisStore as RedisStore
 from ._store import StoreRecovered as StoreRecovered
 from ._store import StoreUnavailable as StoreUnavailable
 
 __all__ = (
-    "DEFAULT_FAIL",
-    "DEFAULT_KEY_TTL",
-    "DEFAULT_NAMESPACE",
-    "DEFAULT_SYNC_INTERVAL",
-    "DEFAULT_TIMEOUT",
-    "FailMode",
     "RedisStore",
     "StoreRecovered",
     "StoreUnavailable",

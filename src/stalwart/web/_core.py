@@ -4,7 +4,8 @@
 body) and returns a :class:`Response`. The ASGI app and the Flask blueprint only translate
 to and from it, so every route, status code, header and redaction rule lives here once.
 Handlers read cached state only (health results, breaker snapshots): nothing here waits on
-a dependency.
+a dependency. The one exception is an operator's reset or force_open of a shared breaker,
+which is one Redis round trip, bounded by the store's timeout.
 """
 
 from __future__ import annotations
@@ -359,7 +360,8 @@ def _service(core: OpsCore, req: Request, params: Params, authed: bool) -> Respo
     )
 
 
-def _reset(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+def _body_problem(req: Request) -> Response | None:
+    """A POST's body must be empty or a JSON object (nothing in it is read yet)."""
     if len(req.body) > MAX_BODY:
         return problem(413, f"the body may hold at most {MAX_BODY} bytes")
     if req.body.strip():
@@ -369,6 +371,12 @@ def _reset(core: OpsCore, req: Request, params: Params, authed: bool) -> Respons
             return problem(400, "the body must be a JSON object (or empty)")
         if not isinstance(body, dict):
             return problem(400, "the body must be a JSON object (or empty)")
+    return None
+
+
+def _reset(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+    if (bad := _body_problem(req)) is not None:
+        return bad
     name = params["name"]
     try:
         core.health.reset(name)
@@ -386,7 +394,24 @@ def breaker_payload(breaker: CircuitBreaker) -> dict[str, Any]:
         **breaker.poll_hint(),
         "snapshot": breaker.snapshot().to_dict(),
         "config": breaker.describe(),
+        "shared": breaker.shared,
     }
+
+
+def _breaker_action(action: str) -> Handler:
+    """POST /breakers/{name}/reset or /force_open: the operator's switch. A shared
+    breaker (``store=``) changes in every process, not only in this one."""
+
+    def handler(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+        if (bad := _body_problem(req)) is not None:
+            return bad
+        breaker = core.breaker(params["name"])
+        if breaker is None:
+            return problem(404, f"no circuit breaker named {params['name'][:200]!r}")
+        getattr(breaker, action)()
+        return Response.json(200, breaker_payload(breaker), headers=[("cache-control", "no-store")])
+
+    return handler
 
 
 def _breakers(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
@@ -505,6 +530,18 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("/breakers", {"GET": _breakers}, "Every circuit breaker with its poll hint"),
     Route("/breakers/{name}", {"GET": _breaker}, "One circuit breaker with its poll hint"),
+    Route(
+        "/breakers/{name}/reset",
+        {"POST": _breaker_action("reset")},
+        "Close a breaker, in every process when it is shared (API key)",
+        mutating=True,
+    ),
+    Route(
+        "/breakers/{name}/force_open",
+        {"POST": _breaker_action("force_open")},
+        "Hold a breaker open until reset, in every process when shared (API key)",
+        mutating=True,
+    ),
     Route("/metrics", {"GET": _metrics}, "Prometheus exposition"),
     Route("/events", {"GET": _events}, "Server-sent events: state changes as they happen"),
     Route("/journal", {"GET": _journal}, "Batch runs in progress and journal sessions"),

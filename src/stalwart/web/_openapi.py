@@ -53,6 +53,10 @@ _SCHEMAS: dict[str, Any] = {
             "message": {"type": "string"},
             "snapshot": {"type": "object"},
             "config": {"type": "object"},
+            "shared": {
+                "type": ["string", "null"],
+                "description": "Where the state is shared (a Redis store), or null if local",
+            },
         },
     },
 }

@@ -221,8 +221,10 @@
           typeof snap.failure_count === "number"
             ? `${snap.failure_count} (total ${snap.total_failures ?? 0})`
             : null;
+        const name = cell(b.shared ? `${b.name} (shared)` : b.name, "name");
+        if (b.shared) name.title = b.shared; // every process shows the same state
         tr.append(
-          cell(b.name, "name"),
+          name,
           badge(b.state),
           cell(failures, "num"),
           cell(number(snap.total_calls), "num"),
