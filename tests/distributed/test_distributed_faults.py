@@ -234,3 +234,12 @@ def test_redis_blackholed_killed_and_restarted_mid_load(chaos: ProxyThread) -> N
     kinds = [type(e) for e in heard]
     assert kinds.count(StoreUnavailable) == 2
     assert kinds.count(StoreRecovered) == 2
+
+
+def test_a_sentinel_client_is_refused_with_the_reason() -> None:
+    from redis.sentinel import Sentinel
+
+    client = Sentinel([("127.0.0.1", free_port())]).master_for("primary")
+    with pytest.raises(ConfigError, match="Sentinel") as caught:
+        RedisStore(client)
+    assert caught.value.field == "client"

@@ -108,6 +108,13 @@ def _own_client(client: object, timeout: float) -> tuple[redis.Redis, redis.Redi
     pool = client.connection_pool
     given = pool.connection_kwargs
     kind = pool.connection_class.__name__
+    if kind not in ("Connection", "SSLConnection", "UnixDomainSocketConnection"):
+        raise ConfigError(
+            "client",
+            f"connects through {kind}, which the store cannot reopen with its own timeouts "
+            "(Sentinel and custom connection classes are not supported yet): give a "
+            "client for the Redis primary's address",
+        )
     settings: dict[str, Any] = {
         key: given[key]
         for key in ("db", "username", "password", "client_name", "protocol")
