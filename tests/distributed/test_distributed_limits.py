@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import redis
 
 from distributed.conftest import MakeStore
 from distributed.support import until
@@ -112,3 +113,35 @@ def test_shared_limits_need_a_name(make_store: MakeStore) -> None:
         RetryBudget(store=store)
     with pytest.raises(ConfigError, match="store"):
         RateLimiter("1/second", store=object(), name="x")  # type: ignore[arg-type]
+
+
+def test_permits_taken_in_batches_keep_the_shared_limit(
+    make_store: MakeStore, clock: FakeClock, client: redis.Redis
+) -> None:
+    a = RateLimiter(
+        "10/second", store=make_store(clock=clock, permit_batch=5), name="batched", clock=clock
+    )
+    b = RateLimiter("10/second", store=make_store(clock=clock), name="batched", clock=clock)
+    client.config_resetstat()
+    assert all(a.try_acquire() for _ in range(5))  # one round trip took 5 permits
+    assert commands(client, "evalsha") == 1
+    assert [b.try_acquire() for _ in range(6)] == [True] * 5 + [False]  # 5 left for b
+    assert not a.try_acquire()  # a's pocket is empty and so is the bucket
+    clock.advance(0.1)
+    assert a.try_acquire()  # one token earned: taken alone, nothing else was free
+    clock.advance(0.5)
+    assert a.try_acquire()  # five earned: a takes them all, keeps 4
+    clock.advance(0.5)  # longer than the pocket may be held (5 x 0.1 s)
+    assert b.remaining == 5  # the 5 earned meanwhile; a's 4 stale ones are not counted
+    assert a.try_acquire()  # a dropped the stale 4 and took fresh ones
+
+
+def commands(client: redis.Redis, name: str) -> int:
+    stats = client.info("commandstats")
+    return int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+
+
+def test_permit_batch_must_be_a_whole_number(make_store: MakeStore) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_store(permit_batch=0)
+    assert caught.value.field == "permit_batch"

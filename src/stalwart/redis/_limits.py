@@ -27,7 +27,14 @@ class RedisRate:
     """GCRA on one Redis key: the limit holds across every process using the name.
 
     Both algorithms of the local limiter admit the same calls; in Redis both are kept as
-    GCRA's single timestamp, so one key and one round trip serve either."""
+    GCRA's single timestamp, so one key and one round trip serve either.
+
+    With the store's ``permit_batch`` above 1, an acquire that finds tokens free takes up
+    to that many at once and keeps the rest in a local pocket for the next calls, for at
+    most the time the bucket needs to earn them back. Tokens left in the pocket are never
+    returned, so the limit can only be under-used: within any window a process admits at
+    most ``permit_batch - 1`` calls later than Redis counted them.
+    """
 
     def __init__(self, store: RedisStore, name: str, config: RateLimiterConfig) -> None:
         self.store = store
@@ -36,9 +43,14 @@ class RedisRate:
         self._interval = 1000.0 / rate.per_second  # ms per token
         self._tolerance = config.effective_burst * self._interval
         self._local: RateCore = config.make_core()
+        self._batch = min(store.permit_batch, config.effective_burst)
+        self._hold = self._batch * self._interval / 1000.0
+        self._lock = threading.Lock()  # the pocket
+        self._pocket = 0
+        self._pocket_until = -math.inf
 
-    def _ask(self, cost: int, within: float) -> float | None:
-        """Seconds to wait for ``cost`` tokens (taken if within ``within`` s), or None."""
+    def _ask(self, cost: int, within: float, batch: int = 0) -> tuple[float, int] | None:
+        """(seconds to wait for ``cost`` tokens, tokens taken), or None if Redis is out."""
         store = self.store
         args: list[Arg] = [
             store.now_arg(),
@@ -46,29 +58,48 @@ class RedisRate:
             repr(self._tolerance),
             cost,
             repr(within),
+            max(batch, cost),
         ]
         reply = store.run("rate limit", lambda: store.gcra_call([self.key], args))
-        return None if reply is None else float(reply) / 1000.0
+        if reply is None:
+            return None
+        wait, taken = str(reply).split()
+        return float(wait) / 1000.0, int(taken)
 
     def reserve(self, now: float, cost: float, within: float) -> float:
-        wait = self._ask(int(cost), within * 1000.0)
-        if wait is None:
+        need = int(cost)
+        if self._batch > 1:
+            with self._lock:
+                if self._pocket >= need and now < self._pocket_until:
+                    self._pocket -= need
+                    return 0.0
+                self._pocket = 0  # too old or too few: dropped, never given back
+        answer = self._ask(need, within * 1000.0, self._batch)
+        if answer is None:
             if self.store.fail == "closed":
                 return math.inf
             return self._local.reserve(now, cost, within)
+        wait, taken = answer
+        if taken > need:
+            with self._lock:
+                self._pocket += taken - need
+                self._pocket_until = now + self._hold
         return wait if wait > 0.0 else 0.0
 
     def wait_time(self, now: float, cost: float) -> float:
-        wait = self._ask(int(cost), _NEVER)
-        if wait is None:
+        if self._pocket >= cost and now < self._pocket_until:
+            return 0.0
+        answer = self._ask(int(cost), _NEVER)
+        if answer is None:
             return math.inf if self.store.fail == "closed" else self._local.wait_time(now, cost)
-        return max(0.0, wait)
+        return max(0.0, answer[0])
 
     def available(self, now: float) -> float:
-        wait = self._ask(0, _NEVER)
-        if wait is None:
+        answer = self._ask(0, _NEVER)
+        if answer is None:
             return 0.0 if self.store.fail == "closed" else self._local.available(now)
-        return -wait * 1000.0 / self._interval
+        pocket = self._pocket if now < self._pocket_until else 0
+        return -answer[0] * 1000.0 / self._interval + pocket
 
     def __repr__(self) -> str:
         return f"RedisRate({self.key!r})"

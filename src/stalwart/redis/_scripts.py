@@ -213,21 +213,31 @@ GCRA = (
     _NOW
     + """
 local interval, tolerance = tonumber(ARGV[2]), tonumber(ARGV[3])
-local cost, within = tonumber(ARGV[4]), tonumber(ARGV[5])
+local cost, within, batch = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-local new = tat + cost * interval
+local take = cost
+if batch > cost then
+  -- Up to `batch` tokens if at least `cost` are free now: the caller keeps the rest.
+  local free = math.floor((tolerance - (tat - now)) / interval + 1e-9)
+  if free >= cost then take = math.min(batch, free) end
+end
+local new = tat + take * interval
 local wait = new - tolerance - now
+if take > cost and wait > 0 then wait = 0 end
 if cost > 0 and wait <= within then
   redis.call('SET', KEYS[1], string.format('%.3f', new), 'PX', math.ceil(new - now) + 1)
+else
+  take = 0
 end
-return string.format('%.6f', wait)
+return string.format('%.6f', wait) .. ' ' .. take
 """
 )
 """The generic cell rate algorithm on one timestamp (as ``stalwart._ratelimit.GCRA``).
-KEYS: the timestamp. ARGV: now, interval ms, tolerance ms, cost, the wait allowed (ms).
-Returns the wait in ms; the tokens are taken when it is at most the wait allowed. Cost 0
-reads: the wait is then ``-tokens free * interval``."""
+KEYS: the timestamp. ARGV: now, interval ms, tolerance ms, cost, the wait allowed (ms),
+batch (tokens to take at once when free). Returns ``"wait_ms taken"``: the tokens are
+taken when the wait is at most the wait allowed. Cost 0 reads: the wait is then ``-tokens
+free * interval``."""
 
 BUDGET = (
     _NOW

@@ -29,7 +29,7 @@ from .._clock import Clock
 from .._errors import ConfigError
 from .._events import Event, EventHub
 from .._strategy import Observable
-from .._validate import one_of, positive
+from .._validate import one_of, positive, whole
 from . import _scripts
 
 if TYPE_CHECKING:
@@ -159,9 +159,11 @@ class RedisStore(Observable):
         sync_interval: float = DEFAULT_SYNC_INTERVAL,
         fail: FailMode = DEFAULT_FAIL,
         key_ttl: float = DEFAULT_KEY_TTL,
+        permit_batch: int = 1,
         clock: Clock | None = None,
     ) -> None:
         check_name("namespace", namespace)
+        whole("permit_batch", permit_batch)
         positive("timeout", timeout)
         positive("sync_interval", sync_interval)
         one_of("fail", fail, ("open", "closed"))
@@ -171,6 +173,8 @@ class RedisStore(Observable):
         self.sync_interval = sync_interval
         self.fail: FailMode = fail
         self.key_ttl = key_ttl
+        self.permit_batch = permit_batch
+        """Rate-limiter tokens each process takes from Redis at once (1: one per call)."""
         self._clock = clock
         self._redis, self._listener_client, self.address = _own_client(client, timeout)
         self.channel = f"stalwart:{namespace}:changes"
