@@ -213,8 +213,10 @@ class Resources:
         self.closers.clear()
 
 
-def stalwart_store(sr: ModuleType, server: Server, namespace: str, res: Resources) -> Any:
-    store = sr.RedisStore(redis.Redis.from_url(server.url), namespace=namespace)
+def stalwart_store(
+    sr: ModuleType, server: Server, namespace: str, res: Resources, **options: Any
+) -> Any:
+    store = sr.RedisStore(redis.Redis.from_url(server.url), namespace=namespace, **options)
     res.add(store.close)
     return store
 
@@ -735,6 +737,12 @@ def limiter_rows(server: Server, sr: ModuleType | None, why: str) -> list[Row]:
         limiter = stalwart.RateLimiter(RATE, store=store, name="api")
         return limiter.try_acquire
 
+    def stalwart_batched(res: Resources) -> Fn:
+        assert sr is not None
+        store = stalwart_store(sr, server, "bench-batch", res, permit_batch=10)
+        limiter = stalwart.RateLimiter(RATE, store=store, name="api")
+        return limiter.try_acquire
+
     def limits_limiter(kind: type[limits.strategies.RateLimiter]) -> Callable[[Resources], Fn]:
         def make(res: Resources) -> Fn:
             storage = limits.storage.RedisStorage(server.url)
@@ -745,6 +753,7 @@ def limiter_rows(server: Server, sr: ModuleType | None, why: str) -> list[Row]:
     return [
         Row("redis-py PING", ping),
         Row("stalwart+redis", stalwart_limiter if sr is not None else None, why),
+        Row("stalwart batch 10", stalwart_batched if sr is not None else None, why),
         Row("limits moving", limits_limiter(limits.strategies.MovingWindowRateLimiter)),
         Row("limits fixed", limits_limiter(limits.strategies.FixedWindowRateLimiter)),
     ]

@@ -209,8 +209,8 @@ class BreakerLink:
         self.adopt(reply)
         self.live = store.available
 
-    def queue_read(self, pipe: Any) -> None:
-        self.store.breaker_call(self.keys, self._args("read"), pipe)
+    def read_job(self) -> Job:
+        return (self.store._breaker_script, self.keys, self._args("read"))
 
     def take_flush(self) -> list[Job]:
         """The pending batch and probe results, as script calls for the I/O thread."""

@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     from .._ratelimit import RateCore, RateLimiterConfig
     from ._store import Arg, Job, RedisStore
 
-__all__ = ("RedisBudget", "RedisRate")
+__all__ = ("POCKET_HOLD", "RedisBudget", "RedisRate")
 
+POCKET_HOLD = 0.1
+"""Seconds a process may keep batched limiter tokens at least (see RedisRate)."""
 _NEVER = -1e300  # a wait allowed that no reservation meets: read without taking
 
 
@@ -31,9 +33,10 @@ class RedisRate:
 
     With the store's ``permit_batch`` above 1, an acquire that finds tokens free takes up
     to that many at once and keeps the rest in a local pocket for the next calls, for at
-    most the time the bucket needs to earn them back. Tokens left in the pocket are never
-    returned, so the limit can only be under-used: within any window a process admits at
-    most ``permit_batch - 1`` calls later than Redis counted them.
+    most ``POCKET_HOLD`` seconds or the time the bucket needs to earn them back, whichever
+    is longer. Tokens left in the pocket are dropped, never returned. A pocket holds at
+    most ``permit_batch - 1`` tokens that Redis has already counted, so within any window
+    a process admits at most that many calls more than the window's own tokens.
     """
 
     def __init__(self, store: RedisStore, name: str, config: RateLimiterConfig) -> None:
@@ -44,7 +47,7 @@ class RedisRate:
         self._tolerance = config.effective_burst * self._interval
         self._local: RateCore = config.make_core()
         self._batch = min(store.permit_batch, config.effective_burst)
-        self._hold = self._batch * self._interval / 1000.0
+        self._hold = max(POCKET_HOLD, self._batch * self._interval / 1000.0)
         self._lock = threading.Lock()  # the pocket
         self._pocket = 0
         self._pocket_until = -math.inf

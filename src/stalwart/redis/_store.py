@@ -313,14 +313,14 @@ class RedisStore(Observable):
             self.lost(exc, what)
             return None
 
-    def breaker_call(self, keys: Sequence[str], args: Sequence[Arg], pipe: Any = None) -> Any:
-        return self._breaker_script(keys=keys, args=args, client=pipe or self._redis)
+    def breaker_call(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        return self._breaker_script(keys=keys, args=args)
 
     def gcra_call(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         return self._gcra_script(keys=keys, args=args)
 
-    def budget_call(self, keys: Sequence[str], args: Sequence[Arg], pipe: Any = None) -> Any:
-        return self._budget_script(keys=keys, args=args, client=pipe or self._redis)
+    def budget_call(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        return self._budget_script(keys=keys, args=args)
 
     def poke(self, *, urgent: bool = True) -> None:
         """Ask the I/O thread to flush now; not ``urgent``: within FLUSH_INTERVAL, so that
@@ -428,6 +428,15 @@ class RedisStore(Observable):
             jobs.extend((link, job) for job in link.take_flush())
         for budget in self._budgets:
             jobs.extend((None, job) for job in budget.take_flush())
+        self._run(jobs)
+
+    def _sync(self, links: list[Any]) -> None:
+        if not links:
+            self._redis.ping()
+        self._run([(link, link.read_job()) for link in links])
+
+    def _run(self, jobs: list[tuple[Any, Job]]) -> None:
+        """Run script calls in one round trip and let each link adopt its reply."""
         if not jobs:
             return
         if len(jobs) == 1:
@@ -443,16 +452,6 @@ class RedisStore(Observable):
         for (link, _), reply in zip(jobs, replies, strict=True):
             if link is not None:
                 link.adopt(reply)
-
-    def _sync(self, links: list[Any]) -> None:
-        if not links:
-            self._redis.ping()
-            return
-        pipe = self._redis.pipeline(transaction=False)
-        for link in links:
-            link.queue_read(pipe)
-        for link, reply in zip(links, pipe.execute(), strict=True):
-            link.adopt(reply)
 
     def _recover(self) -> bool:
         """Ping; if Redis answers, resynchronise every link and say so."""
