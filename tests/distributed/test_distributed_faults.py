@@ -243,3 +243,22 @@ def test_a_sentinel_client_is_refused_with_the_reason() -> None:
     with pytest.raises(ConfigError, match="Sentinel") as caught:
         RedisStore(client)
     assert caught.value.field == "client"
+
+
+def test_a_slow_redis_counts_as_down_past_the_timeout_and_as_up_within_it(
+    chaos: ProxyThread, redis_server: Any
+) -> None:
+    proxy = chaos.add((redis_server.host, redis_server.port))
+    client = redis.Redis(host=proxy.address[0], port=proxy.address[1])
+    with RedisStore(client, namespace="slow", timeout=TIMEOUT) as store:
+        limiter = RateLimiter("1000/second", store=store, name="api")
+        assert limiter.try_acquire()
+        proxy.set(latency=4 * TIMEOUT)  # every reply comes after the store's timeout
+        start = time.perf_counter()
+        assert limiter.try_acquire()  # answered locally, after one timeout at most
+        assert time.perf_counter() - start < BOUND
+        assert not store.available
+        proxy.set(latency=TIMEOUT / 5)  # slow, but within the timeout
+        until(lambda: store.available, "a slow but answering Redis is used again")
+        assert limiter.try_acquire()
+        assert store.available
