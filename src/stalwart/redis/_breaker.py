@@ -98,6 +98,8 @@ class BreakerLink:
         self.probes_in_flight = 0
         self._gen: str | None = None
         self._epoch = 0
+        self._open_until: float | None = None
+        """The shared open period's end (Redis ms) last adopted."""
         self._lock = threading.Lock()  # the batch and the probe results
         self._batch = _Batch()
         self._done: list[tuple[str, str, str]] = []
@@ -249,13 +251,26 @@ class BreakerLink:
             state = State(shared["st"])
             at = float(shared["now"])
             moves = shared["mv"]
-            reason = str(moves[-1][2]) if isinstance(moves, list) and moves else "synced"
+            if isinstance(moves, list) and moves:
+                reason = str(moves[-1][2])
+            else:  # a poll: the reason the current state was entered, as Redis keeps it
+                reason = str(shared.get("rs") or "synced")
             opened_at = float(shared["oa"])
+            now = breaker._monotonic()
+            until = float(shared["ou"])
+            if new_period or self._open_until is None:
+                open_for = max(0.0, (until - at) / 1000.0)
+            else:
+                # The same period seen again (a poll, a late message): keep the local end,
+                # moved only by what a server pause added since. Recomputing it from a
+                # late reply would stretch it by the reply's delay.
+                open_for = max(0.0, core.open_until - now + (until - self._open_until) / 1000.0)
+            self._open_until = until
             core.adopt(
                 state,
-                breaker._monotonic(),
+                now,
                 reason=reason,
-                open_for=max(0.0, (float(shared["ou"]) - at) / 1000.0),
+                open_for=open_for,
                 failures=int(shared["fc"]),
                 successes=int(shared["sc"]),
                 failed_recoveries=int(shared["fr"]),

@@ -41,6 +41,7 @@ local opened_at = tonumber(s.oa or '-1')
 local recovery = tonumber(s.rt or cfg.rt)
 local failed = tonumber(s.fr or '0')
 local seq = tonumber(s.seq or '0')
+local why = s.rs or ''  -- the reason for the current state
 local wc, wf, ws = tonumber(s.wc or '0'), tonumber(s.wf or '0'), tonumber(s.ws or '0')
 local moves, granted, changed = {}, 0, false
 
@@ -50,7 +51,7 @@ local function clear_period()
 end
 local function move(new, reason, retry_in)
   moves[#moves + 1] = {state, new, reason, retry_in or -1}
-  state, epoch, changed = new, epoch + 1, true
+  state, epoch, changed, why = new, epoch + 1, true, reason
 end
 local function open(reason, retry_after)
   local d = recovery
@@ -193,7 +194,7 @@ local probes = redis.call('ZCARD', P)
 if changed or not fresh then
   redis.call('HSET', K, 'st', state, 'ep', epoch, 'gen', gen, 'fc', failures, 'sc', successes,
     'ou', open_until, 'oa', opened_at, 'rt', recovery, 'fr', failed, 'seq', seq,
-    'wc', wc, 'wf', wf, 'ws', ws)
+    'wc', wc, 'wf', wf, 'ws', ws, 'rs', why)
   redis.call('PEXPIRE', K, cfg.ttl)
   if probes > 0 then redis.call('PEXPIRE', P, cfg.ttl) end
   if redis.call('EXISTS', W) == 1 then redis.call('PEXPIRE', W, cfg.ttl) end
@@ -202,7 +203,7 @@ else
 end
 local out = cjson.encode({n = cfg.n, st = state, ep = epoch, gen = gen, fc = failures,
   sc = successes, ou = open_until, oa = opened_at, rt = recovery, fr = failed, now = now,
-  hp = probes, g = granted, mv = moves})
+  hp = probes, g = granted, mv = moves, rs = why})
 if #moves > 0 or op == 'probe_done' then redis.call('PUBLISH', cfg.ch, out) end
 return out
 """
