@@ -57,7 +57,8 @@ def outage(store: RedisStore, folder: Path, stop: Path) -> dict[str, Any]:
 
 
 def probes(store: RedisStore, folder: Path, stop: Path) -> dict[str, Any]:
-    """Race for probes: each granted probe is held 20 ms, then fails (the breaker reopens)."""
+    """Race for probes: each granted probe is held until both slots are taken (or 0.5 s),
+    then fails: the breaker reopens, and the next period begins 10 ms later."""
     breaker = CircuitBreaker(
         "probed",
         failure_threshold=1,
@@ -67,6 +68,8 @@ def probes(store: RedisStore, folder: Path, stop: Path) -> dict[str, Any]:
         store=store,
     )
     granted: list[list[Any]] = []
+    client = redis.Redis.from_url(sys.argv[2])  # to see the leases taken
+    probes = store.key("probed", "probes")
     print("ready", flush=True)
     end = time.monotonic() + DEADLINE
     while not stop.exists() and time.monotonic() < end:
@@ -75,7 +78,12 @@ def probes(store: RedisStore, folder: Path, stop: Path) -> dict[str, Any]:
                 link: Any = breaker._shared
                 if link._probes:  # this call holds a probe lease (one call at a time here)
                     granted.append([link._gen, link._epoch, time.monotonic()])
-                    time.sleep(0.02)
+                    # Hold it until every slot is taken (or 0.5 s), so that each period
+                    # shows how many the processes got together, even on a busy machine.
+                    until = time.monotonic() + 0.5
+                    while client.zcard(probes) < 2 and time.monotonic() < until:
+                        time.sleep(0.001)
+                    time.sleep(0.005)  # room for a third, if admission were not exact
                 raise Down("still down")
         except (Down, CircuitOpenError):
             time.sleep(0.0005)
