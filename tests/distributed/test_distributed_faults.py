@@ -230,7 +230,7 @@ def test_redis_blackholed_killed_and_restarted_mid_load(chaos: ProxyThread) -> N
                 until(lambda: breaker.state is State.CLOSED, "and its reset")
             time.sleep(0.2)
             killed.__exit__()  # before this server stops: that would be one more outage
-    store.close()
+            store.close()
     for run in (blackholed, killed):
         assert run.errors == []
         assert run.count > 100
