@@ -181,6 +181,11 @@ class Load:
                 self.count += 1
             time.sleep(0.001)
 
+    def more(self, calls: int = 400) -> None:
+        """Wait until the threads have made ``calls`` more calls (in the current phase)."""
+        start = self.count
+        until(lambda: self.count >= start + calls, f"{calls} more calls under load")
+
     def __enter__(self) -> Load:
         for thread in self._threads:
             thread.start()
@@ -206,18 +211,18 @@ def test_redis_blackholed_killed_and_restarted_mid_load(chaos: ProxyThread) -> N
         limiter = RateLimiter("100000/second", store=store, name="lim")
         budget = RetryBudget(store=store, name="bud")
         with Load(breaker, limiter, budget) as blackholed:
-            time.sleep(0.3)
+            blackholed.more()
             assert store.available
             proxy.set(blackhole=True)  # accepts, never answers
             until(lambda: not store.available, "the blackhole noticed")
-            time.sleep(0.5)
+            blackholed.more()
             proxy.clear()
             until(lambda: store.available, "back after the blackhole")
-            time.sleep(0.2)
+            blackholed.more()
     # Killed: from here connections are refused, until it starts again on the same port.
     with Load(breaker, limiter, budget) as killed:
         until(lambda: not store.available, "the dead server noticed")
-        time.sleep(0.5)
+        killed.more()
         with running_redis(port=port) as again:
             until(lambda: store.available, "back after the restart")
             # State resynchronises: a change made by another process (not through the
@@ -228,7 +233,7 @@ def test_redis_blackholed_killed_and_restarted_mid_load(chaos: ProxyThread) -> N
                 until(lambda: breaker.state is State.FORCED_OPEN, "a change after restart")
                 CircuitBreaker("dep", store=other).reset()
                 until(lambda: breaker.state is State.CLOSED, "and its reset")
-            time.sleep(0.2)
+            killed.more()
             killed.__exit__()  # before this server stops: that would be one more outage
             store.close()
     for run in (blackholed, killed):

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import redis
 
+from distributed.support import until
 from servers import RedisServer
 
 pytestmark = pytest.mark.e2e
@@ -32,6 +33,7 @@ PROPAGATION = 0.1
 class Workers:
     def __init__(self, scenario: str, url: str, namespace: str, folder: Path) -> None:
         self.folder = folder
+        self.url, self.namespace = url, namespace
         self.processes = [
             subprocess.Popen(
                 [sys.executable, str(WORKER), scenario, url, namespace, str(folder)],
@@ -46,12 +48,24 @@ class Workers:
 
     def stop(self) -> list[dict[str, Any]]:
         (self.folder / "stop").touch()
+        return self.results()
+
+    def results(self, timeout: float = 30) -> list[dict[str, Any]]:
+        """What each worker saw, once it has ended (told to stop, or its load done)."""
         results = []
         for process in self.processes:
-            out, _ = process.communicate(timeout=30)
+            out, _ = process.communicate(timeout=timeout)
             assert process.returncode == 0
             results.append(json.loads(out.strip().splitlines()[-1]))
         return results
+
+    def record(self, name: str) -> dict[str, str]:
+        """A shared breaker's record in Redis, as the scripts keep it."""
+        client = redis.Redis.from_url(self.url, decode_responses=True)
+        try:
+            return client.hgetall(f"stalwart:{{{self.namespace}:{name}}}:state")
+        finally:
+            client.close()
 
     def kill(self) -> None:
         for process in self.processes:
@@ -80,11 +94,11 @@ def test_four_processes_open_together_after_the_threshold_in_total_and_recover_t
     healthy = tmp_path / "healthy"
     healthy.touch()
     group = workers("outage")
-    time.sleep(0.2)  # calls succeed
-    healthy.unlink()  # the dependency dies
-    time.sleep(1.3)  # threshold, open 0.5 s, a failed probe, open again
+    healthy.unlink()  # the dependency dies: threshold, open 0.5 s, a probe fails, open again
+    until(lambda: int(group.record("dependency").get("fr", 0)) >= 1, "a failed recovery")
     healthy.touch()  # and comes back
-    time.sleep(1.2)
+    # Each worker marks its first success after the outage.
+    until(lambda: len(list(tmp_path.glob("back-*"))) == WORKERS, "all four back", 10)
     results = group.stop()
 
     failures = sorted(t for r in results for t in r["failures"])
@@ -107,17 +121,11 @@ def test_four_processes_open_together_after_the_threshold_in_total_and_recover_t
 
 
 def test_exactly_half_open_max_calls_probes_across_processes_over_200_trials(
-    workers: Any, redis_server: RedisServer
+    workers: Any,
 ) -> None:
     group = workers("probes")
-    client = redis.Redis.from_url(redis_server.url)
-    namespace = group.processes[0].args[4]
-    key = f"stalwart:{{{namespace}:probed}}:state"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and int(client.hget(key, "fr") or 0) < 205:
-        time.sleep(0.05)
+    until(lambda: int(group.record("probed").get("fr", 0)) >= 205, "205 recoveries", 60)
     results = group.stop()
-    client.close()
     per_period = Counter((gen, epoch) for r in results for gen, epoch, _ in r["granted"])
     periods = sorted(per_period)[1:-1]  # whole periods only: not the first, nor the last
     assert len(periods) >= 200
@@ -128,8 +136,7 @@ def test_a_shared_limit_of_10_per_second_holds_across_four_processes_for_20_seco
     workers: Any,
 ) -> None:
     group = workers("limiter")
-    time.sleep(20)
-    results = group.stop()
+    results = group.results(timeout=60)  # each asks for 20 s (worker.LIMITER_LOAD)
     grants = sorted(t for r in results for t in r["grants"])
     assert all(r["grants"] for r in results)  # every process got its share of the limit
     span = grants[-1] - grants[0]

@@ -1,7 +1,8 @@
 """One worker process of the multi-process tests: ``python worker.py SCENARIO URL NS DIR``.
 
 It prints ``ready`` once its shared strategy exists, runs until the file ``DIR/stop``
-appears (or 60 s pass), then prints one JSON line of what it saw. Times are
+appears (or 60 s pass; the limiter: for its load's set duration), then prints one JSON line
+of what it saw. Times are
 ``time.monotonic()``, which is system-wide on Linux, so the parent compares them across
 processes. The dependency is healthy while ``DIR/healthy`` exists.
 """
@@ -9,6 +10,7 @@ processes. The dependency is healthy while ``DIR/healthy`` exists.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -53,6 +55,8 @@ def outage(store: RedisStore, folder: Path, stop: Path) -> dict[str, Any]:
             time.sleep(0.001)
         else:
             successes.append(at)
+            if rejections and failures and successes[-1] > failures[-1]:
+                (folder / f"back-{os.getpid()}").touch()  # through the outage and out
     return {"failures": failures, "rejections": rejections, "successes": successes}
 
 
@@ -90,12 +94,16 @@ def probes(store: RedisStore, folder: Path, stop: Path) -> dict[str, Any]:
     return {"granted": granted}
 
 
+LIMITER_LOAD = 20.0
+"""Seconds the limiter scenario asks for tokens (the issue's 20 s)."""
+
+
 def limiter(store: RedisStore, folder: Path, stop: Path) -> dict[str, Any]:
-    """Ask a shared 10/second limiter every 2 ms; record each grant."""
+    """Ask a shared 10/second limiter every 2 ms for LIMITER_LOAD s; record each grant."""
     limit = RateLimiter("10/second", store=store, name="api")
     grants: list[float] = []
     print("ready", flush=True)
-    end = time.monotonic() + DEADLINE
+    end = time.monotonic() + LIMITER_LOAD
     while not stop.exists() and time.monotonic() < end:
         if limit.try_acquire():
             grants.append(time.monotonic())
