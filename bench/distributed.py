@@ -221,6 +221,26 @@ def stalwart_store(
     return store
 
 
+def stalwart_limiter(
+    sr: ModuleType, server: Server, namespace: str, name: str, res: Resources, **options: Any
+) -> Fn:
+    """A shared stalwart limiter's try_acquire (its store closed with ``res``)."""
+    store = stalwart_store(sr, server, namespace, res, **options)
+    return stalwart.RateLimiter(RATE, store=store, name=name).try_acquire
+
+
+def limits_limiter(
+    server: Server, kind: type[limits.strategies.RateLimiter], key: str
+) -> Callable[[Resources], Fn]:
+    """A maker of limits' ``hit`` on its Redis storage, one key per strategy."""
+
+    def make(res: Resources) -> Fn:
+        storage = limits.storage.RedisStorage(server.url)
+        return functools.partial(kind(storage).hit, limits.parse(RATE), f"{key}-{kind.__name__}")
+
+    return make
+
+
 def stalwart_breaker(name: str, store: Any = None) -> stalwart.CircuitBreaker:
     breaker = stalwart.CircuitBreaker(
         name, failure_threshold=THRESHOLD, recovery_timeout=RECOVERY, store=store
@@ -441,7 +461,6 @@ def measure_commands(
 ) -> list[Commands]:
     stats = server.client()
     stats.ping()
-    item = limits.parse(RATE)
     out: list[Commands] = []
 
     def stalwart_breaker_fn(res: Resources) -> Fn:
@@ -450,16 +469,10 @@ def measure_commands(
 
     def stalwart_limiter_fn(res: Resources) -> Fn:
         assert sr is not None
-        store = stalwart_store(sr, server, "bench-cmd", res)
-        limiter = stalwart.RateLimiter(RATE, store=store, name="commands")
-        return limiter.try_acquire
+        return stalwart_limiter(sr, server, "bench-cmd", "commands", res)
 
     def limits_fn(kind: type[limits.strategies.RateLimiter]) -> Callable[[Resources], Fn]:
-        def make(res: Resources) -> Fn:
-            storage = limits.storage.RedisStorage(server.url)
-            return functools.partial(kind(storage).hit, item, f"commands-{kind.__name__}")
-
-        return make
+        return limits_limiter(server, kind, "commands")
 
     pybreaker_fn: Callable[[Resources], Fn] = lambda res: pybreaker_redis(  # noqa: E731
         server, "bench-cmd", res
@@ -724,38 +737,32 @@ def measure_propagation(
 
 
 def limiter_rows(server: Server, sr: ModuleType | None, why: str) -> list[Row]:
-    item = limits.parse(RATE)
 
     def ping(res: Resources) -> Fn:
         client = server.client()
         res.add(client.close)
         return client.ping
 
-    def stalwart_limiter(res: Resources) -> Fn:
+    def shared(res: Resources) -> Fn:
         assert sr is not None
-        store = stalwart_store(sr, server, "bench-limit", res)
-        limiter = stalwart.RateLimiter(RATE, store=store, name="api")
-        return limiter.try_acquire
+        return stalwart_limiter(sr, server, "bench-limit", "api", res)
 
-    def stalwart_batched(res: Resources) -> Fn:
+    def batched(res: Resources) -> Fn:
         assert sr is not None
-        store = stalwart_store(sr, server, "bench-batch", res, permit_batch=10)
-        limiter = stalwart.RateLimiter(RATE, store=store, name="api")
-        return limiter.try_acquire
-
-    def limits_limiter(kind: type[limits.strategies.RateLimiter]) -> Callable[[Resources], Fn]:
-        def make(res: Resources) -> Fn:
-            storage = limits.storage.RedisStorage(server.url)
-            return functools.partial(kind(storage).hit, item, f"limit-{kind.__name__}")
-
-        return make
+        return stalwart_limiter(sr, server, "bench-batch", "api", res, permit_batch=10)
 
     return [
         Row("redis-py PING", ping),
-        Row("stalwart+redis", stalwart_limiter if sr is not None else None, why),
-        Row("stalwart batch 10", stalwart_batched if sr is not None else None, why),
-        Row("limits moving", limits_limiter(limits.strategies.MovingWindowRateLimiter)),
-        Row("limits fixed", limits_limiter(limits.strategies.FixedWindowRateLimiter)),
+        Row("stalwart+redis", shared if sr is not None else None, why),
+        Row("stalwart batch 10", batched if sr is not None else None, why),
+        Row(
+            "limits moving",
+            limits_limiter(server, limits.strategies.MovingWindowRateLimiter, "limit"),
+        ),
+        Row(
+            "limits fixed",
+            limits_limiter(server, limits.strategies.FixedWindowRateLimiter, "limit"),
+        ),
     ]
 
 

@@ -898,14 +898,7 @@ class CircuitBreaker(Guarded):
         if not counted:
             next(self._successes)
         now = self._monotonic()
-        shared = self._shared
-        if shared is not None and shared.live:
-            shared.outcome(ticket, now, "success", duration, None)
-            moved = False
-        else:
-            with self._lock:
-                self._core.on_success(ticket, now, duration)
-                moved = self._drain()
+        moved = self._count_outcome("success", ticket, now, duration, None)
         if self._hub.calls:
             self._emit_outcome(
                 CallSucceeded(name=self.name, strategy=_STRATEGY, at=now, duration=duration)
@@ -921,16 +914,7 @@ class CircuitBreaker(Guarded):
         retry_after: float | None,
     ) -> None:
         now = self._monotonic()
-        shared = self._shared
-        if shared is not None and shared.live:
-            with self._lock:
-                self._core.total_failures += 1
-            shared.outcome(ticket, now, "failure", duration, retry_after)
-            moved = False
-        else:
-            with self._lock:
-                self._core.on_failure(ticket, now, duration, retry_after)
-                moved = self._drain()
+        moved = self._count_outcome("failure", ticket, now, duration, retry_after)
         if self._hub.calls:
             self._emit_outcome(
                 CallFailed(
@@ -945,6 +929,30 @@ class CircuitBreaker(Guarded):
         if moved:
             self._publish()
 
+    def _count_outcome(
+        self, kind: str, ticket: int, now: float, duration: float, retry_after: float | None
+    ) -> bool:
+        """Give an outcome to the shared state while it is live (the lifetime totals stay
+        here), else to this process's core; True if transitions await publishing."""
+        core, shared = self._core, self._shared
+        if shared is not None and shared.live:
+            if kind != "success":
+                with self._lock:
+                    if kind == "failure":
+                        core.total_failures += 1
+                    else:
+                        core.total_ignored += 1
+            shared.outcome(ticket, now, kind, duration, retry_after)
+            return False
+        with self._lock:
+            if kind == "success":
+                core.on_success(ticket, now, duration)
+            elif kind == "failure":
+                core.on_failure(ticket, now, duration, retry_after)
+            else:
+                core.on_ignored(ticket, now)
+            return self._drain()
+
     def _settle_exception(self, ticket: int, exc: BaseException, duration: float) -> None:
         """Count a raised exception as the config classifies it.
 
@@ -954,16 +962,7 @@ class CircuitBreaker(Guarded):
         outcome = self._classify(exc)
         if outcome is Outcome.IGNORED:
             now = self._monotonic()
-            shared = self._shared
-            if shared is not None and shared.live:
-                with self._lock:
-                    self._core.total_ignored += 1
-                shared.outcome(ticket, now, "ignored", duration, None)
-                moved = False
-            else:
-                with self._lock:
-                    self._core.on_ignored(ticket, now)
-                    moved = self._drain()
+            moved = self._count_outcome("ignored", ticket, now, duration, None)
             if self._hub.calls:
                 self._emit_outcome(
                     CallIgnored(
