@@ -508,6 +508,16 @@ def _dashboard_file(core: OpsCore, req: Request, params: Params, authed: bool) -
     return Response(200, dashboard.headers(content_type), body)
 
 
+def _static_file(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+    from . import _dashboard as dashboard
+
+    found = dashboard.static(params["name"])
+    if found is None:
+        return problem(404, f"no static file named {params['name'][:200]!r}")
+    body, content_type = found
+    return Response(200, dashboard.static_headers(content_type), body)
+
+
 def _openapi(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
     from ._openapi import openapi
 
@@ -549,4 +559,5 @@ ROUTES: tuple[Route, ...] = (
     Route("/openapi.json", {"GET": _openapi}, "This app's OpenAPI 3.1 description"),
     Route("/dashboard", {"GET": _dashboard}, "Live web page: breakers and health checks"),
     Route("/dashboard/{name}", {"GET": _dashboard_file}, "The dashboard's script and style"),
+    Route("/static/{name}", {"GET": _static_file}, "stalwart-poller.js (.mjs) for your pages"),
 )

@@ -1,17 +1,23 @@
-"""``GET /dashboard``: a live web page over the ops app's own JSON routes.
+"""``GET /dashboard`` and ``GET /static/{name}``: the web files shipped in the package.
 
-Three files shipped in the package (``dashboard/index.html``, ``app.js``, ``app.css``),
-served by the app itself: no CDN, no inline script or style, so the Content-Security-Policy
-allows only this origin. The page's URLs are relative to the mount point, so it works under
-any prefix; it reads ``/breakers`` and ``/health/detailed`` and follows ``/events``.
+The dashboard is three files (``dashboard/index.html``, ``app.js``, ``app.css``), served by
+the app itself: no CDN, no inline script or style, so the Content-Security-Policy allows
+only this origin. The page's URLs are relative to the mount point, so it works under any
+prefix; it reads ``/breakers`` and ``/health/detailed`` and follows ``/events``.
+
+``static/`` holds what other pages may load: ``stalwart-poller.js`` (and its ES-module
+form ``.mjs``), which the dashboard uses too. Served with CORS open (they hold no data),
+so a page on another origin can import the module; :func:`static_path` finds them for
+vendoring.
 """
 
 from __future__ import annotations
 
 import functools
 from importlib import resources
+from pathlib import Path
 
-__all__ = ("CSP", "asset", "page")
+__all__ = ("CSP", "STATIC_FILES", "asset", "page", "static", "static_path")
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -36,9 +42,23 @@ def headers(content_type: str) -> list[tuple[str, str]]:
     ]
 
 
+STATIC_FILES = ("stalwart-poller.js", "stalwart-poller.mjs")
+"""The files under ``/static/``: the browser poller as a classic script and an ES module."""
+
+
+def static_headers(content_type: str) -> list[tuple[str, str]]:
+    return [
+        ("content-type", content_type),
+        ("cache-control", "no-cache"),
+        ("access-control-allow-origin", "*"),
+        ("x-content-type-options", "nosniff"),
+        ("cross-origin-resource-policy", "cross-origin"),
+    ]
+
+
 @functools.cache
-def _read(name: str) -> bytes:
-    return resources.files(__package__).joinpath("dashboard", name).read_bytes()
+def _read(name: str, folder: str = "dashboard") -> bytes:
+    return resources.files(__package__).joinpath(folder, name).read_bytes()
 
 
 def page(path: str) -> bytes:
@@ -59,3 +79,17 @@ def asset(name: str) -> tuple[bytes, str] | None:
     if content_type is None:
         return None
     return _read(name), content_type
+
+
+def static(name: str) -> tuple[bytes, str] | None:
+    """The body and content type of a file under ``/static/``, or None for an unknown name."""
+    if name not in STATIC_FILES:
+        return None
+    return _read(name, "static"), "text/javascript; charset=utf-8"
+
+
+def static_path(name: str = "stalwart-poller.js") -> Path:
+    """Where a shipped static file is on disk, to copy it into your own assets."""
+    if name not in STATIC_FILES:
+        raise ValueError(f"no static file named {name!r}; there are {', '.join(STATIC_FILES)}")
+    return Path(str(resources.files(__package__).joinpath("static", name)))

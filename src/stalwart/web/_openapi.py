@@ -108,6 +108,11 @@ def _responses(pattern: str, method: str) -> dict[str, Any]:
                 "text/css": {"schema": {"type": "string"}},
             },
         }
+    elif pattern == "/static/{name}":
+        out["200"] = {
+            "description": "stalwart-poller.js or its ES-module form stalwart-poller.mjs",
+            "content": {"text/javascript": {"schema": {"type": "string"}}},
+        }
     else:
         out["200"] = _json({"type": "object"}, "OK")
     if "{name}" in pattern:

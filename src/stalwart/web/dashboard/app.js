@@ -1,5 +1,5 @@
 // stalwart ops dashboard: renders the ops app's own JSON routes and keeps them live.
-// No framework, no build step, no third-party requests. Every URL is relative to the app's
+// No framework, no build step, no third-party requests; polling is stalwart-poller.js's. Every URL is relative to the app's
 // mount point (the folder above this script), so the page works under any prefix.
 "use strict";
 
@@ -15,9 +15,10 @@
   const RECONNECT = 30; // after the server refused the stream (404, 503): try again
 
   // Each section renders one route. Another section is one more entry here, its
-  // <section> in index.html, and the event types that touch it.
+  // <section> in index.html, and the event types that touch it. /breakers is polled by
+  // stalwart-poller.js at the breakers' own hint; the other sections refresh after each
+  // of its polls and on their events.
   const sections = {
-    breakers: { path: "breakers", render: renderBreakers },
     checks: { path: "health/detailed", render: renderChecks },
     journal: { path: "journal", render: renderJournal },
     connections: { path: "connections", render: renderConnections },
@@ -39,16 +40,63 @@
     Object.assign(section, { running: null, again: false, stale: true });
   }
 
-  let pollHint = DEFAULT_POLL;
   let checksShowBreakers = false;
   let mode = "starting"; // live | polling | starting
-  let timer = null;
   let source = null;
 
-  // -- fetching ------------------------------------------------------------------------
+  // -- the breakers, polled at their hint ------------------------------------------------
+
+  // The pace is the most urgent breaker's: the shortest poll_interval among them.
+  function paceOf(data) {
+    const breakers = Object.values((data && data.breakers) || {}).filter(
+      (b) => typeof b.poll_interval === "number",
+    );
+    if (!breakers.length) return null;
+    const first = breakers.reduce((a, b) => (b.poll_interval < a.poll_interval ? b : a));
+    return {
+      poll_interval: first.poll_interval,
+      state: first.state,
+      available: first.available,
+      message: first.message,
+    };
+  }
+
+  const poller = new StalwartPoller.Poller(url("breakers"), {
+    name: "stalwart-dashboard",
+    interval: DEFAULT_POLL,
+    minInterval: MIN_POLL,
+    maxInterval: MAX_POLL,
+    hint: paceOf,
+    onupdate(event) {
+      const { body, status } = event.detail;
+      if (body && typeof body === "object" && status < 400) {
+        renderBreakers(body);
+        setProblem("breakers", null);
+        stamp();
+      }
+    },
+    onerror(event) {
+      setProblem("breakers", event.detail.error);
+    },
+  });
+  // After each poll: the other sections too, and the mode line (interval now and why).
+  poller.addEventListener("poll", () => {
+    refreshOthers();
+    showMode();
+  });
+
+  function stamp() {
+    document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  }
+
+  // -- fetching the other sections -----------------------------------------------------
 
   // One request per section at a time: a refresh asked for meanwhile runs once afterwards.
   function refresh(name) {
+    if (name === "breakers") {
+      poller.pollNow();
+      return Promise.resolve();
+    }
     const section = sections[name];
     if (document.visibilityState === "hidden") {
       section.stale = true;
@@ -83,65 +131,54 @@
       }
       section.render(await response.json());
       setProblem(name, null);
-      document.getElementById("updated").textContent =
-        `updated ${new Date().toLocaleTimeString()}`;
+      stamp();
     } catch (error) {
       section.stale = true;
       setProblem(name, error instanceof Error ? error.message : String(error));
     }
   }
 
-  function refreshAll() {
+  function refreshOthers() {
     return Promise.all(Object.keys(sections).map(refresh));
   }
 
-  // -- schedule: one timer; the next poll is set only once the previous one finished ------
-
-  function nextDelay() {
-    return mode === "live" ? Math.max(RESYNC, pollHint) : pollHint;
+  function refreshAll() {
+    poller.pollNow();
+    return refreshOthers();
   }
 
-  function reschedule(seconds) {
-    if (timer !== null) clearTimeout(timer);
-    timer = null;
-    if (document.visibilityState === "hidden") return; // paused; resumed when shown
-    timer = setTimeout(tick, seconds * 1000);
-  }
-
-  async function tick() {
-    timer = null;
-    await refreshAll();
-    reschedule(nextDelay());
-  }
+  // -- mode: live (the stream brings changes; polls only resync) or polling ---------------
 
   function setMode(next) {
     if (mode === next) return;
     mode = next;
+    poller.setFloor(next === "live" ? RESYNC : null);
     showMode();
-    reschedule(next === "polling" ? 0 : nextDelay());
+    if (next === "polling") poller.pollNow();
   }
 
   function showMode() {
     const el = document.getElementById("mode");
     const hidden = document.visibilityState === "hidden";
+    const info = poller.getDebugInfo();
+    const every = info.currentInterval === null ? DEFAULT_POLL : info.currentInterval;
     el.dataset.mode = hidden ? "paused" : mode;
+    el.title = info.reason || "";
     el.textContent = hidden
       ? "paused while the page is hidden"
       : mode === "live"
-        ? "live (event stream)"
+        ? `live (event stream); resync every ${every} s`
         : mode === "polling"
-          ? `polling every ${pollHint} s (no event stream)`
+          ? `polling every ${every} s (no event stream): ${info.reason || "starting"}`
           : "connecting";
   }
 
+  // The poller pauses and resumes /breakers by itself; the other sections follow here.
   document.addEventListener("visibilitychange", () => {
     showMode();
-    if (document.visibilityState === "hidden") {
-      reschedule(0); // clears the timer
-      return;
-    }
+    if (document.visibilityState === "hidden") return;
     const stale = Object.keys(sections).filter((name) => sections[name].stale);
-    Promise.all(stale.map(refresh)).then(() => reschedule(nextDelay()));
+    stale.forEach(refresh);
   });
 
   // -- event stream --------------------------------------------------------------------
@@ -206,10 +243,6 @@
   function renderBreakers(data) {
     const breakers = Object.values((data && data.breakers) || {});
     breakers.sort((a, b) => String(a.name).localeCompare(String(b.name)));
-    const hints = breakers.map((b) => b.poll_interval).filter((v) => typeof v === "number");
-    const hint = hints.length ? Math.min(...hints) : DEFAULT_POLL;
-    pollHint = Math.min(MAX_POLL, Math.max(MIN_POLL, hint));
-    showMode();
     fill(
       "breakers",
       breakers.map((b) => {
@@ -365,6 +398,6 @@
   // -- start ---------------------------------------------------------------------------
 
   showMode();
-  tick(); // polls at the hint until the stream is open (it may never be, behind a proxy)
+  poller.start(); // polls at the hint until the stream is open (it may never be, behind a proxy)
   connect();
 })();
