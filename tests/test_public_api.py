@@ -13,6 +13,7 @@ import stalwart.health
 import stalwart.http
 import stalwart.journal
 import stalwart.metrics
+import stalwart.poller
 import stalwart.presets
 import stalwart.pytest_plugin
 import stalwart.redis
@@ -44,6 +45,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         stalwart.http,
         stalwart.journal,
         stalwart.metrics,
+        stalwart.poller,
         stalwart.pytest_plugin,
         stalwart.redis,
         stalwart.supervisor,
@@ -63,7 +65,7 @@ def test_import_stalwart_imports_no_optional_dependency() -> None:
     code = (
         "import sys, stalwart, stalwart.testing, stalwart.chaos, stalwart.presets\n"
         "import stalwart.health, stalwart.web, stalwart.journal, stalwart.supervisor\n"
-        "import stalwart.redis\n"
+        "import stalwart.redis, stalwart.poller\n"
         "std = sys.stdlib_module_names\n"
         "extra = sorted({m.split('.')[0] for m in sys.modules} - set(std)"
         " - {'stalwart', '__main__', '_distutils_hack', 'sitecustomize', 'usercustomize'})\n"

@@ -40,6 +40,7 @@ ROUTES = [
     "/openapi.json",
     "/dashboard",
     "/dashboard/{name}",
+    "/static/{name}",
 ]
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"]
 TCHAR = "!#$%&'*+-.^_`|~" + string.digits + string.ascii_letters

@@ -2,11 +2,15 @@
 state changes, as a pure ASGI app mountable at any prefix (FastAPI, Starlette) and as a
 Flask blueprint sharing the same request handling.
 
+``static_path()`` finds ``stalwart-poller.js`` (the browser poller, also served under
+``/static/``) for copying into your own assets.
+
 Needs the ``web`` extra for serving (uvicorn); ``/metrics`` needs ``prometheus``.
 """
 
 from ._asgi import OpsApp as OpsApp
 from ._asgi import ops_app as ops_app
+from ._dashboard import static_path as static_path
 from ._flask import flask_blueprint as flask_blueprint
 
-__all__ = ("OpsApp", "flask_blueprint", "ops_app")
+__all__ = ("OpsApp", "flask_blueprint", "ops_app", "static_path")

@@ -207,6 +207,7 @@
       this._due = false; // a poll fell due while paused
       this._inFlight = false;
       this._again = false; // pollNow() during a poll: poll once more after it
+      this._queued = false; // a poll "at once" is queued as a microtask
       this._floor = null; // setFloor(): the least seconds between polls, whatever the hint
       this._online = typeof navigator === "undefined" || navigator.onLine !== false;
       this._last = null; // {answer, decision, state, available, at}
@@ -306,7 +307,16 @@
         this._due = true;
         return;
       }
-      this._timer = setTimeout(() => this._tick(), delaySeconds * 1000);
+      if (delaySeconds > 0) {
+        this._timer = setTimeout(() => this._tick(), delaySeconds * 1000);
+      } else if (!this._queued) {
+        // At once (not a 0 ms timer, which a paused or throttled clock would hold back).
+        this._queued = true;
+        queueMicrotask(() => {
+          this._queued = false;
+          this._tick();
+        });
+      }
     }
 
     _pause() {
