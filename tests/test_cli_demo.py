@@ -613,17 +613,20 @@ def test_the_live_view_shows_the_ops_urls_and_the_health_status_now() -> None:
 
 
 def test_no_ops_and_ops_port_reach_the_demo_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[int | None] = []
+    seen: list[tuple[int | None, bool]] = []
 
-    def command(duration: float, workers: int, *, as_json: bool, ops_port: int | None) -> int:
-        seen.append(ops_port)
+    def command(
+        duration: float, workers: int, *, as_json: bool, ops_port: int | None, open_dashboard: bool
+    ) -> int:
+        seen.append((ops_port, open_dashboard))
         return 0
 
     monkeypatch.setattr(_demo, "command", command)
     assert main(["demo"]) == 0
     assert main(["demo", "--ops-port", "8123"]) == 0
     assert main(["demo", "--ops-port", "8123", "--no-ops"]) == 0
-    assert seen == [0, 8123, None]
+    assert main(["demo", "--open"]) == 0
+    assert seen == [(0, False), (8123, False), (None, False), (0, True)]
 
 
 @pytest.mark.parametrize("port", ["-1", "65536", "http"])

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import warnings
+import webbrowser
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,10 @@ class DemoRun:
     leaks: list[str]
     port: int
     seen: list[Seen] = field(default_factory=list)
+    progress: list[str] = field(default_factory=list)
+    """The lines the demo printed while it ran (stderr, as --json puts them there)."""
+    opened: list[str] = field(default_factory=list)
+    """The URLs the demo asked the desktop's browser to open."""
 
 
 def _free_port() -> int:
@@ -88,25 +93,55 @@ def _poll(port: int, stop: threading.Event, seen: list[Seen]) -> None:
 
 
 @pytest.fixture(scope="module")
-def run() -> DemoRun:
-    out = io.StringIO()
+def run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    out, err = io.StringIO(), io.StringIO()
     port = _free_port()
     seen: list[Seen] = []
     stop = threading.Event()
     poller = threading.Thread(target=_poll, args=(port, stop, seen), daemon=True)
+    # The "desktop browser" --open starts: a real program (webbrowser's GenericBrowser)
+    # that writes down the URL it was given.
+    opened = tmp_path_factory.mktemp("browser") / "opened.txt"
+    record = f"import sys; open({str(opened)!r}, 'a').write(sys.argv[1] + '\\n')"
+    webbrowser.register(
+        "stalwart-test", None, webbrowser.GenericBrowser([sys.executable, "-c", record, "%s"]),
+        preferred=True,
+    )  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         poller.start()
         try:
-            with contextlib.redirect_stdout(out):
-                args = ["demo", "--duration", str(DURATION), "--json", "--ops-port", str(port)]
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                args = ["demo", "--duration", str(DURATION), "--json", "--ops-port", str(port),
+                        "--open"]  # fmt: skip
                 status = main(args)
         finally:
             stop.set()
             poller.join(10)
         gc.collect()  # unclosed transports and sockets warn when collected
     leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
-    return DemoRun(status, json.loads(out.getvalue()), leaks, port, seen)
+    urls = opened.read_text().split() if opened.exists() else []
+    progress = err.getvalue().splitlines()
+    return DemoRun(status, json.loads(out.getvalue()), leaks, port, seen, progress, urls)
+
+
+def test_the_dashboard_url_is_printed_and_opened_as_the_outage_begins(run: DemoRun) -> None:
+    dashboard = f"http://127.0.0.1:{run.port}/dashboard"
+    line = f"the outage is on: watch it live at {dashboard}"
+    assert line in run.progress
+    where = run.progress.index(line)
+    assert "blackhole:" in run.progress[where - 1]  # right after the outage began
+    assert run.opened == [dashboard]
+
+
+def test_the_view_says_what_a_polling_page_would_do_and_why(run: DemoRun) -> None:
+    paces = [line.split("] ", 1)[1] for line in run.progress if "a page polling it" in line]
+    assert paces[0] == "a page polling it waits 5 s: demo-upstream is available"
+    assert any(
+        p.startswith("a page polling it waits 60 s: demo-upstream is unavailable") for p in paces
+    )
+    assert "a page polling it waits 15 s: demo-upstream is recovering; probing" in paces
+    assert paces[-1] == "a page polling it waits 5 s: demo-upstream is available"
 
 
 def test_the_verdict_holds_and_the_exit_status_says_so(run: DemoRun) -> None:

@@ -72,7 +72,13 @@ def _run_demo(args: argparse.Namespace) -> int:
         )
         return EXIT_MISSING_EXTRA
     ops_port = None if args.no_ops else args.ops_port
-    return command(args.duration, args.workers, as_json=args.json, ops_port=ops_port)
+    return command(
+        args.duration,
+        args.workers,
+        as_json=args.json,
+        ops_port=ops_port,
+        open_dashboard=args.open,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -125,6 +131,12 @@ def _parser() -> argparse.ArgumentParser:
         "--no-ops",
         action="store_true",
         help="do not serve the ops app",
+    )
+    demo.add_argument(
+        "--open",
+        action="store_true",
+        help="open the ops dashboard in your browser as the outage begins (on a desktop); "
+        "its URL is printed either way",
     )
     proxy = commands.add_parser(
         "proxy",

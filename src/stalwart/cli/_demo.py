@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import time
+import webbrowser
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
@@ -17,7 +18,14 @@ from .. import CircuitBreaker, Event, StateTransition
 from ._callers import Call, make_client, protected_call, unprotected_call, work
 from ._ops import HEALTH_SIDE, OPS_SWITCHED_OFF, OpsServer, OpsUnavailable, urls_text
 from ._plan import PHASES, DemoPlan, Phase
-from ._report import ops_line, phase_line, summary_lines, transition_line
+from ._report import (
+    dashboard_line,
+    ops_line,
+    phase_line,
+    poller_line,
+    summary_lines,
+    transition_line,
+)
 from ._stats import SideStats, Timeline
 from ._upstream import Proxies, Upstream
 from ._verdict import Summary, Transition, judge, side_summary
@@ -31,11 +39,19 @@ EXIT_INTERRUPTED = 130
 SIDES = ("protected", "unprotected")
 
 
-def command(duration: float, workers: int, *, as_json: bool, ops_port: int | None = 0) -> int:
+def command(
+    duration: float,
+    workers: int,
+    *,
+    as_json: bool,
+    ops_port: int | None = 0,
+    open_dashboard: bool = False,
+) -> int:
     """Run the demo as the CLI does; the exit status says whether the verdict holds.
 
     ``ops_port``: serve the ops app on 127.0.0.1 at this port while the demo runs (0 picks
-    a free one); None runs without it.
+    a free one); None runs without it. ``open_dashboard``: open its dashboard in the
+    desktop's browser as the outage begins.
     """
     plan = DemoPlan.for_run(duration, workers)
     console = Console(soft_wrap=True)
@@ -48,7 +64,7 @@ def command(duration: float, workers: int, *, as_json: bool, ops_port: int | Non
         else:
             view = LineView(sys.stdout)
         try:
-            summary = asyncio.run(_run_interruptible(plan, view, ops_port))
+            summary = asyncio.run(_run_interruptible(plan, view, ops_port, open_dashboard))
         except KeyboardInterrupt:  # only where the loop cannot catch SIGINT itself
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -62,16 +78,18 @@ def command(duration: float, workers: int, *, as_json: bool, ops_port: int | Non
     return 0 if summary.verdict.holds else 1
 
 
-async def _run_interruptible(plan: DemoPlan, view: View, ops_port: int | None) -> Summary:
+async def _run_interruptible(
+    plan: DemoPlan, view: View, ops_port: int | None, open_dashboard: bool = False
+) -> Summary:
     """Ctrl-C ends the run early but still shuts down cleanly and reports what it saw."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     try:
         loop.add_signal_handler(signal.SIGINT, stop.set)
     except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not the main thread
-        return await run_demo(plan, view, stop, ops_port=ops_port)
+        return await run_demo(plan, view, stop, ops_port=ops_port, open_dashboard=open_dashboard)
     try:
-        return await run_demo(plan, view, stop, ops_port=ops_port)
+        return await run_demo(plan, view, stop, ops_port=ops_port, open_dashboard=open_dashboard)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
 
@@ -82,10 +100,12 @@ async def run_demo(
     stop: asyncio.Event | None = None,
     *,
     ops_port: int | None = None,
+    open_dashboard: bool = False,
 ) -> Summary:
     """Run the scenario for ``plan.duration`` seconds (or until ``stop`` is set) and judge it.
 
-    With ``ops_port`` (0: a free port), the ops app is served on 127.0.0.1 meanwhile.
+    With ``ops_port`` (0: a free port), the ops app is served on 127.0.0.1 meanwhile;
+    ``open_dashboard`` opens its dashboard in the desktop's browser as the outage begins.
     """
     view = view or QuietView()
     stop = stop or asyncio.Event()
@@ -116,7 +136,7 @@ async def run_demo(
             # health check gets its own too, so its requests count against neither side.
             Proxies(upstream.address, SIDES if ops is None else (*SIDES, HEALTH_SIDE)) as proxies,
         ):
-            run = _Run(plan, origin, view, stats, timeline, proxies, ops)
+            run = _Run(plan, origin, view, stats, timeline, proxies, ops, open_dashboard)
             if ops is not None:
                 ops.watch(proxies.url(HEALTH_SIDE), origin)
 
@@ -190,6 +210,8 @@ class _Run:
     timeline: Timeline
     proxies: Proxies
     ops: OpsServer | None = None
+    open_dashboard: bool = False
+    """Open the dashboard in the desktop's browser as the outage begins."""
 
     def switch(self, ending: Phase | None, phase: Phase, now: float) -> None:
         """Put the proxies in ``phase``'s faults and count what comes next in ``phase``;
@@ -202,6 +224,10 @@ class _Run:
             stats.phase = phase
         self.timeline.begin(phase, at)
         self.view.event(phase_line(self.plan, phase, at))
+        if phase is Phase.BLACKHOLE and self.ops is not None and "dashboard" in self.ops.served:
+            self.view.event(dashboard_line(self.ops.url))
+            if self.open_dashboard:
+                webbrowser.open(f"{self.ops.url}/dashboard")
 
 
 def _start_workers(
@@ -297,11 +323,12 @@ async def _watch(
             for side in SIDES
         )
         ops = run.ops
+        pace = poller_line(breaker.poll_hint())
         if ops is None:
-            run.view.update(Status(plan, elapsed, phase, rows))
+            run.view.update(Status(plan, elapsed, phase, rows, poller=pace))
         else:
             urls = urls_text(ops.url, ops.served)
-            run.view.update(Status(plan, elapsed, phase, rows, urls, ops.health_now))
+            run.view.update(Status(plan, elapsed, phase, rows, urls, ops.health_now, pace))
         # Wake at the phase boundary too, so the faults switch when the phase changes.
         wake = min(TICK, plan.phase_end(phase) - elapsed)
         with contextlib.suppress(TimeoutError):

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from ..poller import PollAnswer, PollSettings, decide
 from ._plan import PHASES, DemoPlan, Phase
 from ._verdict import SideSummary, Summary, Transition
 
-__all__ = ("PHASE_TEXT", "label", "ops_line", "phase_line", "summary_lines", "transition_line")
+__all__ = (
+    "PHASE_TEXT",
+    "dashboard_line",
+    "label",
+    "ops_line",
+    "phase_line",
+    "poller_line",
+    "summary_lines",
+    "transition_line",
+)
 
 PHASE_TEXT = {
     Phase.HEALTHY: "the proxies forward, the upstream answers in a few ms",
@@ -34,6 +46,23 @@ def phase_line(plan: DemoPlan, phase: Phase, at: float) -> str:
 def ops_line(urls: str) -> str:
     """The line saying where the ops app is served while the demo runs (``urls_text``)."""
     return f"ops app: {urls}  (open /dashboard, or watch /health and /breakers change)"
+
+
+def dashboard_line(url: str) -> str:
+    """The line pointing at the live dashboard as the outage begins."""
+    return f"the outage is on: watch it live at {url}/dashboard"
+
+
+def poller_line(hint: Mapping[str, Any]) -> str:
+    """What a page polling the breaker (stalwart-poller.js, AdaptivePoller) does now, and why:
+    the poller's own decision on the breaker's hint."""
+    decision = decide(
+        PollAnswer(200, body=hint), errors=0, settings=_POLLER, random=0.5, now=time.time()
+    )
+    return f"a page polling it waits {decision.delay:g} s: {decision.reason}"
+
+
+_POLLER = PollSettings()
 
 
 def transition_line(t: Transition, phase: str) -> str:

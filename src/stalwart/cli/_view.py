@@ -65,6 +65,8 @@ class Status:
     """Where the ops app is served, if it is: its routes' URLs."""
     health: str | None = None
     """The ops app's /health status as of its last change."""
+    poller: str | None = None
+    """What a page polling the breaker's hint would do now (``poller_line``)."""
 
 
 class View(Protocol):
@@ -80,12 +82,17 @@ class LineView:
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
+        self._pace: str | None = None
 
     def event(self, text: str) -> None:
         print(text, file=self._stream, flush=True)
 
     def update(self, status: Status) -> None:
-        pass
+        # The poller's pace, each time it changes (its reason counts down every frame).
+        pace = status.poller.split(":", 1)[0] if status.poller else None
+        if pace != self._pace and status.poller is not None:
+            self.event(f"[{status.elapsed:6.2f} s] {status.poller}")
+        self._pace = pace
 
 
 _PHASE_STYLE = {
@@ -147,6 +154,8 @@ def _table(status: Status) -> Table:
         health = status.health or "not checked yet"
         title.append("   /health: ")
         title.append(health, _HEALTH_STYLE.get(health, ""))
+    if status.poller is not None:
+        title.append(f"\n{status.poller}")
     table = Table(title=title, caption=caption)
     headers = (
         "side",
