@@ -1,8 +1,9 @@
 # Sourced by scripts/check: makes sure the programs the end-to-end tests start are installed
-# (PostgreSQL's initdb/postgres, redis-server, and Debian's chromium for the dashboard tests,
-# driven by Playwright with executable_path: no browser download). The tests start their own
-# private instances on free loopback ports; whatever the Debian packages start on 5432/6379 is
-# not used. Idempotent and quick when all are present; installs them with apt-get otherwise.
+# (PostgreSQL's initdb/postgres, redis-server, Debian's chromium for the dashboard tests,
+# driven by Playwright with executable_path: no browser download, and the headless
+# qbittorrent-nox). The tests start their own private instances on free loopback ports;
+# whatever the Debian packages start on 5432/6379 is not used. Idempotent and quick when all
+# are present; installs them with apt-get otherwise.
 
 _services_missing() {  # prints the Debian packages whose programs are missing
     local missing=()
@@ -14,6 +15,9 @@ _services_missing() {  # prints the Debian packages whose programs are missing
     fi
     if [ ! -x /usr/bin/chromium ]; then
         missing+=(chromium)
+    fi
+    if [ ! -x /usr/bin/qbittorrent-nox ]; then
+        missing+=(qbittorrent-nox)
     fi
     echo "${missing[@]}"
 }
