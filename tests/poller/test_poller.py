@@ -20,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from stalwart import CircuitBreaker, CircuitOpenError, ConfigError
+from poller.support import Counted, Seed000
+from stalwart import ConfigError
 from stalwart.poller import AdaptivePoller, PollAnswer, PollChanged, PollFailed, PollResult
 from stalwart.testing import FakeClock
 from web.support import serve_asgi
@@ -29,38 +30,16 @@ WAIT = 10.0
 
 
 @dataclass
-class Site:
-    """The status route of seed 000's site: the dependency through the breaker, then the hint."""
+class Site(Seed000):
+    """Seed 000's status route, called in process."""
 
-    clock: FakeClock = field(default_factory=FakeClock)
-    up: bool = True
-    calls: int = 0
+    def answer(self) -> PollAnswer:
+        status, body = self.status()
+        return PollAnswer(status, body=body)
 
-    def __post_init__(self) -> None:
-        self.breaker = CircuitBreaker(
-            "qbittorrent",
-            failure_threshold=2,
-            recovery_timeout=60.0,
-            success_threshold=2,
-            clock=self.clock,
-        )
-
-    def qbittorrent(self) -> list[str]:
-        self.calls += 1
-        if not self.up:
-            raise ConnectionError("qBittorrent is down")
-        return ["ubuntu.iso"]
-
-    def status(self) -> PollAnswer:
-        try:
-            self.breaker.call(self.qbittorrent)
-        except (ConnectionError, CircuitOpenError):
-            return PollAnswer(503, body=dict(self.breaker.poll_hint()))
-        return PollAnswer(200, body=dict(self.breaker.poll_hint()))
-
-    async def astatus(self) -> PollAnswer:
+    async def aanswer(self) -> PollAnswer:
         await asyncio.sleep(0)
-        return self.status()
+        return self.answer()
 
 
 # Poll number (from 1) -> whether qBittorrent is up from that poll on.
@@ -97,7 +76,7 @@ def run_async(poller: AdaptivePoller, site: Site) -> list[PollResult]:
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_seed_000s_sequence_closed_open_very_slow_half_open_closed(mode: str) -> None:
     site = Site()
-    fetch = site.status if mode == "sync" else site.astatus
+    fetch = site.answer if mode == "sync" else site.aanswer
     poller = AdaptivePoller(fetch=fetch, clock=site.clock, name="torrents")
     changes: list[PollChanged] = []
     poller.add_listener(changes.append, PollChanged)
@@ -114,14 +93,14 @@ def test_seed_000s_sequence_closed_open_very_slow_half_open_closed(mode: str) ->
 
 def test_a_sync_fetch_polls_from_async_code_on_a_worker_thread() -> None:
     site = Site()
-    poller = AdaptivePoller(fetch=site.status, clock=site.clock)
+    poller = AdaptivePoller(fetch=site.answer, clock=site.clock)
     result = asyncio.run(poller.apoll())
     assert (result.state, result.delay) == ("closed", 5.0)
 
 
 def test_transitions_are_logged_like_seed_000s_console(caplog: pytest.LogCaptureFixture) -> None:
     site = Site()
-    poller = AdaptivePoller(fetch=site.status, clock=site.clock, name="torrents")
+    poller = AdaptivePoller(fetch=site.answer, clock=site.clock, name="torrents")
     with caplog.at_level(logging.INFO, logger="stalwart.poller"):
         run_sync(poller, site)
     lines = [r.getMessage() for r in caplog.records]
@@ -158,7 +137,7 @@ def test_failed_polls_back_off_with_jitter_and_reset_on_an_answer() -> None:
 
 def test_debug_info_says_what_the_poller_does_and_why() -> None:
     site = Site()
-    poller = AdaptivePoller(fetch=site.status, clock=site.clock, name="torrents")
+    poller = AdaptivePoller(fetch=site.answer, clock=site.clock, name="torrents")
     site.up = False
     poller.poll()
     poller.poll()
@@ -227,32 +206,15 @@ def test_an_async_fetch_cannot_be_polled_from_sync_code() -> None:
 
 
 @dataclass
-class Status:
-    """A scripted /status route that counts requests and how many overlap."""
+class Status(Counted):
+    """A scripted /status route, counted."""
 
     respond: Callable[[], Response] = field(
         default=lambda: JSONResponse({"state": "closed", "poll_interval": 5})
     )
-    hold: threading.Event = field(default_factory=threading.Event)
-    requests: int = 0
-    in_flight: int = 0
-    most_in_flight: int = 0
-
-    def __post_init__(self) -> None:
-        self.hold.set()
-        self._lock = threading.Lock()
 
     async def endpoint(self, request: Request) -> Response:
-        with self._lock:
-            self.requests += 1
-            self.in_flight += 1
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            await asyncio.to_thread(self.hold.wait, WAIT)
-            return self.respond()
-        finally:
-            with self._lock:
-                self.in_flight -= 1
+        return await self.serve(self.respond)
 
 
 @pytest.fixture

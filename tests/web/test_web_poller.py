@@ -8,12 +8,10 @@ The page's clock is Playwright's: installed and paused, so a 60 s interval passe
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -24,9 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from poller.support import CASES, NOW, js_settings
-from stalwart import CircuitBreaker, CircuitOpenError
-from stalwart.testing import FakeClock
+from poller.support import CASES, NOW, Counted, Seed000, js_settings
 from stalwart.web import ops_app
 from web.support import Serve
 from web.test_web_dashboard import browser  # noqa: F401  (the chromium fixture)
@@ -51,52 +47,23 @@ START = """options => {
 
 
 @dataclass
-class Site:
-    """Seed 000's status route over a breaker on FakeClock, plus a scripted answer."""
+class Site(Seed000, Counted):
+    """Seed 000's status route over a breaker on FakeClock (or a scripted answer), counted."""
 
-    clock: FakeClock = field(default_factory=FakeClock)
-    up: bool = True
     script: Callable[[], Response] | None = None
-    hold: threading.Event = field(default_factory=threading.Event)
-    requests: int = 0
-    in_flight: int = 0
-    most_in_flight: int = 0
 
     def __post_init__(self) -> None:
-        self.hold.set()
-        self.lock = threading.Lock()
-        self.breaker = CircuitBreaker(
-            "qbittorrent",
-            failure_threshold=2,
-            recovery_timeout=60.0,
-            success_threshold=2,
-            clock=self.clock,
-        )
-
-    def qbittorrent(self) -> None:
-        if not self.up:
-            raise ConnectionError("qBittorrent is down")
+        Seed000.__post_init__(self)
+        Counted.__post_init__(self)
 
     def answer(self) -> Response:
         if self.script is not None:
             return self.script()
-        try:
-            self.breaker.call(self.qbittorrent)
-        except (ConnectionError, CircuitOpenError):
-            return JSONResponse(dict(self.breaker.poll_hint()), status_code=503)
-        return JSONResponse(dict(self.breaker.poll_hint()))
+        code, body = self.status()
+        return JSONResponse(body, status_code=code)
 
-    async def status(self, request: Request) -> Response:
-        with self.lock:
-            self.requests += 1
-            self.in_flight += 1
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            await asyncio.to_thread(self.hold.wait, WAIT)
-            return self.answer()
-        finally:
-            with self.lock:
-                self.in_flight -= 1
+    async def route(self, request: Request) -> Response:
+        return await self.serve(self.answer)
 
 
 @dataclass
@@ -139,7 +106,7 @@ def tab(browser: Browser, serve: Serve) -> Iterator[Tab]:  # noqa: F811
         routes=[
             Route("/", lambda request: HTMLResponse(PAGE)),
             Route("/module", lambda request: HTMLResponse(MODULE_PAGE)),
-            Route("/api/status", site.status),
+            Route("/api/status", site.route),
             Mount("/ops", app=ops),
         ]
     )

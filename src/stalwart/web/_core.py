@@ -498,24 +498,19 @@ def _dashboard(core: OpsCore, req: Request, params: Params, authed: bool) -> Res
     return Response(200, dashboard.headers("text/html; charset=utf-8"), dashboard.page(req.path))
 
 
-def _dashboard_file(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
-    from . import _dashboard as dashboard
+def _shipped_file(folder: str) -> Handler:
+    """The handler serving one of the files shipped in ``folder`` (dashboard, static)."""
 
-    found = dashboard.asset(params["name"])
-    if found is None:
-        return problem(404, f"no dashboard file named {params['name'][:200]!r}")
-    body, content_type = found
-    return Response(200, dashboard.headers(content_type), body)
+    def handle(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
+        from . import _dashboard as dashboard
 
+        found = dashboard.shipped(folder, params["name"])
+        if found is None:
+            return problem(404, f"no {folder} file named {params['name'][:200]!r}")
+        body, headers = found
+        return Response(200, headers, body)
 
-def _static_file(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
-    from . import _dashboard as dashboard
-
-    found = dashboard.static(params["name"])
-    if found is None:
-        return problem(404, f"no static file named {params['name'][:200]!r}")
-    body, content_type = found
-    return Response(200, dashboard.static_headers(content_type), body)
+    return handle
 
 
 def _openapi(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
@@ -558,6 +553,12 @@ ROUTES: tuple[Route, ...] = (
     Route("/connections", {"GET": _connections}, "Supervised long-lived connections and stats"),
     Route("/openapi.json", {"GET": _openapi}, "This app's OpenAPI 3.1 description"),
     Route("/dashboard", {"GET": _dashboard}, "Live web page: breakers and health checks"),
-    Route("/dashboard/{name}", {"GET": _dashboard_file}, "The dashboard's script and style"),
-    Route("/static/{name}", {"GET": _static_file}, "stalwart-poller.js (.mjs) for your pages"),
+    Route(
+        "/dashboard/{name}", {"GET": _shipped_file("dashboard")}, "The dashboard's script and style"
+    ),
+    Route(
+        "/static/{name}",
+        {"GET": _shipped_file("static")},
+        "stalwart-poller.js (.mjs) for your pages",
+    ),
 )

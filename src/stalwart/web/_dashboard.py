@@ -17,7 +17,7 @@ import functools
 from importlib import resources
 from pathlib import Path
 
-__all__ = ("CSP", "STATIC_FILES", "asset", "page", "static", "static_path")
+__all__ = ("CSP", "STATIC_FILES", "page", "shipped", "static_path")
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -73,19 +73,17 @@ def page(path: str) -> bytes:
     return _read("index.html").replace(b"{base}", base.encode())
 
 
-def asset(name: str) -> tuple[bytes, str] | None:
-    """The body and content type of a shipped file, or None for an unknown name."""
+def shipped(folder: str, name: str) -> tuple[bytes, list[tuple[str, str]]] | None:
+    """The body and headers of a file shipped in ``folder`` ("dashboard": the page's script
+    and style; "static": the poller), or None for an unknown name."""
+    if folder == "static":
+        if name not in STATIC_FILES:
+            return None
+        return _read(name, "static"), static_headers("text/javascript; charset=utf-8")
     content_type = _TYPES.get(name)
     if content_type is None:
         return None
-    return _read(name), content_type
-
-
-def static(name: str) -> tuple[bytes, str] | None:
-    """The body and content type of a file under ``/static/``, or None for an unknown name."""
-    if name not in STATIC_FILES:
-        return None
-    return _read(name, "static"), "text/javascript; charset=utf-8"
+    return _read(name), headers(content_type)
 
 
 def static_path(name: str = "stalwart-poller.js") -> Path:
