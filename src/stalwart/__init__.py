@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from ._breaker import circuit_breakers as circuit_breakers
     from ._bulkhead import Bulkhead as Bulkhead
     from ._bulkhead import BulkheadEntered as BulkheadEntered
+    from ._cache import CacheFallback as CacheFallback
+    from ._cache import StaleServed as StaleServed
     from ._clock import Clock as Clock
     from ._clock import SystemClock as SystemClock
     from ._errors import BulkheadFullError as BulkheadFullError
@@ -78,6 +80,7 @@ __all__ = (
     "Bulkhead",
     "BulkheadEntered",
     "BulkheadFullError",
+    "CacheFallback",
     "CallFailed",
     "CallIgnored",
     "CallRejected",
@@ -108,6 +111,7 @@ __all__ = (
     "RetryGaveUp",
     "RetrySucceeded",
     "SlowCall",
+    "StaleServed",
     "StalwartError",
     "State",
     "StateTransition",
@@ -156,6 +160,8 @@ _HOMES: dict[str, str] = {
     "StateTransition": "_events",
     "add_listener": "_events",
     "remove_listener": "_events",
+    "CacheFallback": "_cache",
+    "StaleServed": "_cache",
     "Fallback": "_fallback",
     "FallbackUsed": "_fallback",
     "Hedge": "_hedge",
