@@ -248,3 +248,12 @@ def test_per_route_guards_as_fastapi_dependencies(serve: Serve, clock: FakeClock
     assert third.headers["retry-after"] == "30"
     assert third.json()["detail"] == "rate limit 2/minute exceeded for this client; retry in 30 s"
     assert opened == [200] * 5
+
+
+@pytest.mark.parametrize("start", [255_433.16, 209_160.27, 85_794.14])
+def test_float_rounding_never_refuses_a_clients_first_request(start: float) -> None:
+    """At these clock readings GCRA's sums land a hair above zero; the
+    first request must still be let through (regression: it was refused)."""
+    limit = RateLimit("1/day", clock=FakeClock(start))
+    assert limit.check("client").refusal is None
+    assert limit.check("client").refusal is not None

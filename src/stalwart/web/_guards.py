@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from .._clock import Clock
 from .._errors import ConfigError
-from .._ratelimit import Rate, RateCore, RateLimiterConfig, RateSpec
+from .._ratelimit import _SLACK, Rate, RateCore, RateLimiterConfig, RateSpec
 from .._store import StateStore, check_store
 from .._strategy import strategy_clock, strategy_name
 from .._validate import whole
@@ -172,14 +172,15 @@ class RateLimit:
         now = self._clock.monotonic()
         with self._lock:
             bucket = self._bucket(client)
-            wait = bucket.reserve(now, 1.0, 0.0)
+            # The limiter's own slack: float rounding must not refuse a request that fits.
+            wait = bucket.reserve(now, 1.0, _SLACK)
             left = max(0, math.floor(bucket.available(now) + 1e-9))
             full_in = bucket.wait_time(now, float(self.config.effective_burst))
         fields = [
             ("ratelimit-policy", self._policy),
             ("ratelimit", f'"{self.name}";r={left};t={math.ceil(full_in)}'),
         ]
-        if wait <= 0.0:
+        if wait <= _SLACK:
             return Verdict(headers=fields)
         retry = max(1, math.ceil(wait))
         detail = f"rate limit {self.config.rate} exceeded for this client; retry in {retry} s"
