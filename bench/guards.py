@@ -149,39 +149,24 @@ def contenders(
     ]
 
 
+SCENARIOS = (
+    # key, title, rate, status, the two forms compared
+    ("route-pass", "a route's limit that never refuses (Depends vs @limiter.limit): GET -> 200",
+     PASS, 200, (stalwart_dependency, slowapi_app)),
+    ("route-refuse", "the route's limit exhausted for the client: every request answered 429",
+     REFUSE, 429, (stalwart_dependency, slowapi_app)),
+    ("app-pass", "an app-wide limit that never refuses (Guarded vs SlowAPIMiddleware): GET -> 200",
+     PASS, 200, (stalwart_middleware, slowapi_middleware)),
+    ("app-refuse", "the app-wide limit exhausted for the client: every request answered 429",
+     REFUSE, 429, (stalwart_middleware, slowapi_middleware)),
+)  # fmt: skip
+
+
 def scenarios() -> list[Scenario]:
     bare = requester(bare_app())
-    route = (stalwart_dependency, slowapi_app)
-    whole = (stalwart_middleware, slowapi_middleware)
     return [
-        Scenario(
-            "route-pass",
-            "a route's limit that never refuses (Depends vs @limiter.limit): GET -> 200",
-            bare=bare,
-            contenders=contenders(PASS, 200, *route),
-            is_async=True,
-        ),
-        Scenario(
-            "route-refuse",
-            "the route's limit exhausted for the client: every request answered 429",
-            bare=bare,
-            contenders=contenders(REFUSE, 429, *route),
-            is_async=True,
-        ),
-        Scenario(
-            "app-pass",
-            "an app-wide limit that never refuses (Guarded vs SlowAPIMiddleware): GET -> 200",
-            bare=bare,
-            contenders=contenders(PASS, 200, *whole),
-            is_async=True,
-        ),
-        Scenario(
-            "app-refuse",
-            "the app-wide limit exhausted for the client: every request answered 429",
-            bare=bare,
-            contenders=contenders(REFUSE, 429, *whole),
-            is_async=True,
-        ),
+        Scenario(key, title, bare=bare, contenders=contenders(rate, code, *forms), is_async=True)
+        for key, title, rate, code, forms in SCENARIOS
     ]
 
 
