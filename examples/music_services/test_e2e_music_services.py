@@ -165,29 +165,38 @@ def test_storage_blackholed_search_fails_fast_and_health_says_degraded(system: S
     finally:
         system.storage_proxy.set(blackhole=False)
     until(lambda: system.core.get("/health").json()["status"] == "healthy", "healthy again")
+    # The storage breaker closes on the probes of searches (after its 2 s open period).
+    until(
+        lambda: (
+            system.core.get("/search", params={"q": "probe"}, headers=client()).json()
+            and system.core.get("/ops/breakers/storage").json()["state"] == "closed"
+        ),
+        "the storage breaker closed",
+    )
 
 
 def test_music_killed_the_breaker_opens_and_downloads_fail_at_once(system: System) -> None:
     system.core.headers.update(client("music-down"))
     stop(system.processes["music"])
-    codes = []
-    for _ in range(5):  # the 5 failures that open the breaker
-        response, took = timed(lambda: system.core.post("/download", json={"track_id": "abc"}))
-        codes.append(response.status_code)
-        assert took < 2.0
-    assert codes == [503] * 5
-    refused, took = timed(lambda: system.core.post("/download", json={"track_id": "abc"}))
-    assert took < 0.5, took
-    assert refused.status_code == 503
-    assert refused.json()["detail"] == "the music service is unavailable, try again later"
-    assert int(refused.headers["retry-after"]) >= 1
-    state = system.core.get("/ops/breakers/music").json()["state"]
-    assert state == "open"
-    # A search already answered is still answered (storage's cache) while music is down.
-    cached = system.core.get("/search", params={"q": "Imagine Dragons"})
-    assert cached.json()["source"] == "cache"
-
-    system.start_music()  # back on the same port; the core service is not restarted
+    try:
+        codes = []
+        for _ in range(5):  # the 5 failures that open the breaker
+            response, took = timed(lambda: system.core.post("/download", json={"track_id": "abc"}))
+            codes.append(response.status_code)
+            assert took < 2.0
+        assert codes == [503] * 5
+        refused, took = timed(lambda: system.core.post("/download", json={"track_id": "abc"}))
+        assert took < 0.5, took
+        assert refused.status_code == 503
+        assert refused.json()["detail"] == "the music service is unavailable, try again later"
+        assert int(refused.headers["retry-after"]) >= 1
+        state = system.core.get("/ops/breakers/music").json()["state"]
+        assert state == "open"
+        # A search already answered is still answered (storage's cache) while music is down.
+        cached = system.core.get("/search", params={"q": "Imagine Dragons"})
+        assert cached.json()["source"] == "cache"
+    finally:
+        system.start_music()  # back on the same port; the core service is not restarted
     ok = until(
         lambda: (
             (r := system.core.post("/download", json={"track_id": "abc"}, headers=client()))
