@@ -257,3 +257,10 @@ def test_float_rounding_never_refuses_a_clients_first_request(start: float) -> N
     limit = RateLimit("1/day", clock=FakeClock(start))
     assert limit.check("client").refusal is None
     assert limit.check("client").refusal is not None
+
+
+def test_header_seconds_ignore_float_dust() -> None:
+    """On the system clock, "one every 6 s" is 6.000000x s: the headers still say 6."""
+    limit = RateLimit("10/minute", name="search")
+    fields = dict(limit.check("client").headers)
+    assert fields["ratelimit"] == '"search";r=9;t=6'

@@ -110,6 +110,11 @@ def _is_exempt(scope: Scope, exempt: tuple[str, ...]) -> bool:
     return any(path == p or path.startswith(p.rstrip("/") + "/") for p in exempt)
 
 
+def _whole_seconds(seconds: float) -> int:
+    """Seconds rounded up for a header, ignoring float dust (6.000000001 s is 6, not 7)."""
+    return max(0, math.ceil(seconds - 1e-6))
+
+
 class RateLimit:
     """At most ``rate`` requests per client: ``RateLimit("10/minute")``.
 
@@ -178,11 +183,11 @@ class RateLimit:
             full_in = bucket.wait_time(now, float(self.config.effective_burst))
         fields = [
             ("ratelimit-policy", self._policy),
-            ("ratelimit", f'"{self.name}";r={left};t={math.ceil(full_in)}'),
+            ("ratelimit", f'"{self.name}";r={left};t={_whole_seconds(full_in)}'),
         ]
         if wait <= _SLACK:
             return Verdict(headers=fields)
-        retry = max(1, math.ceil(wait))
+        retry = max(1, _whole_seconds(wait))
         detail = f"rate limit {self.config.rate} exceeded for this client; retry in {retry} s"
         return Verdict(Refusal(429, detail, [("retry-after", str(retry)), *fields]))
 
