@@ -187,8 +187,8 @@ class CacheFallback(Wrapper):
                 "key", f"the call's arguments cannot be a cache key ({exc}): give key="
             ) from None
         entry = self._store.get(key)
-        if entry is not None and self._now() - entry[0] < self.config.ttl:
-            self._age.set(self._now() - entry[0])
+        if entry is not None and (age := self._now() - entry[0]) < self.config.ttl:
+            self._age.set(age)
             return key, entry
         return key, None
 
@@ -200,13 +200,13 @@ class CacheFallback(Wrapper):
     def _instead(self, key: Hashable, exc: Exception) -> Any:
         """The stored result standing in for ``exc``, or ``exc`` raised again."""
         entry = self._store.get(key) if self._covers(exc) else None
-        age = None if entry is None else self._now() - entry[0]
-        if entry is None or age is None or age > self.config.stale_for:
+        now = self._now()
+        if entry is None or (age := now - entry[0]) > self.config.stale_for:
             raise exc
         self._age.set(age)
         if self._hub._all:
             self._hub.emit(
-                StaleServed(name=self.name, strategy=_STRATEGY, at=self._now(), cause=exc, age=age)
+                StaleServed(name=self.name, strategy=_STRATEGY, at=now, cause=exc, age=age)
             )
         return entry[1]
 

@@ -291,6 +291,17 @@ def test_never_two_polls_in_flight_counted_at_the_server(status: tuple[Status, s
     assert (script.requests, script.most_in_flight) == (4, 1)
 
 
+def test_async_polls_from_several_tasks_take_turns(status: tuple[Status, str]) -> None:
+    script, url = status
+
+    async def main() -> None:
+        async with AdaptivePoller(url, clock=FakeClock()) as poller:
+            await asyncio.gather(*(poller.apoll() for _ in range(4)))
+
+    asyncio.run(main())
+    assert (script.requests, script.most_in_flight) == (4, 1)
+
+
 def test_stop_ends_a_loop_waiting_on_the_system_clock(status: tuple[Status, str]) -> None:
     script, url = status
     script.respond = lambda: JSONResponse({"poll_interval": 300})

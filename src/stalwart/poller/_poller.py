@@ -190,6 +190,7 @@ class AdaptivePoller(Observable):
         self._random = random or _random.random
         self._hub = EventHub()
         self._lock = threading.Lock()
+        self._alock: asyncio.Lock | None = None
         self._wake = _Wake(self._clock)
         self._stopped = False
         self._client: httpx.Client | None = None
@@ -221,13 +222,16 @@ class AdaptivePoller(Observable):
         """Poll once now from async code; a sync ``fetch`` runs on a worker thread."""
         if self._fetch is not None and not self._fetch_is_async:
             return await asyncio.to_thread(self.poll)
-        self._in_flight = True
-        try:
-            answer = await self._fetch_async()
-        finally:
-            self._in_flight = False
-        with self._lock:
-            return self._settle(answer)
+        if self._alock is None:
+            self._alock = asyncio.Lock()
+        async with self._alock:  # polls from several tasks take turns: one request at a time
+            self._in_flight = True
+            try:
+                answer = await self._fetch_async()
+            finally:
+                self._in_flight = False
+            with self._lock:
+                return self._settle(answer)
 
     def _fetch_sync(self) -> PollAnswer:
         if self._fetch is not None:

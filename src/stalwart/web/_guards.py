@@ -32,7 +32,16 @@ from .._strategy import strategy_clock, strategy_name
 from .._validate import whole
 from ._core import problem
 
-__all__ = ("ApiKey", "Guard", "Guarded", "RateLimit", "Refusal", "by_address", "by_api_key")
+__all__ = (
+    "ApiKey",
+    "Guard",
+    "Guarded",
+    "RateLimit",
+    "Refusal",
+    "Verdict",
+    "by_address",
+    "by_api_key",
+)
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
