@@ -76,6 +76,7 @@ def test_describe_lists_kind_name_and_settings() -> None:
         "name": "db",
         "seconds": 2.5,
         "thread": False,
+        "grace": None,
     }
     assert Timeout(1).name == "timeout"
     assert TimeoutConfig(seconds=1).thread is True
@@ -421,3 +422,144 @@ def test_timed_out_event_carries_the_limit_and_the_time_the_call_ran() -> None:
     assert isinstance(event, TimedOut)
     assert (event.name, event.strategy, event.timeout) == ("api", "timeout", SHORT)
     assert event.elapsed > 0
+
+
+# -- async: walking away from slow cancellation (grace) -------------------------------
+
+
+class SlowToUnwind:
+    """Work that hangs, and on cancellation holds on until ``release`` is set (psycopg
+    waits up to 10 s to cancel a query on a dead server)."""
+
+    def __init__(self) -> None:
+        self.release, self.cancelled, self.unwound = (asyncio.Event() for _ in range(3))
+
+    async def __call__(self) -> None:
+        try:
+            await asyncio.Event().wait()  # never finishes by itself
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            await self.release.wait()
+            self.unwound.set()
+            raise
+
+
+def test_grace_zero_walks_away_while_the_cancelled_work_unwinds() -> None:
+    from stalwart._timeout import _UNWINDING
+
+    async def main() -> None:
+        work = SlowToUnwind()
+        timeout = Timeout(SHORT, grace=0.0, name="db")
+        with pytest.raises(DeadlineExceeded, match="unwinds in the background") as info:
+            await timeout.acall(work)
+        assert info.value.name == "db"
+        await asyncio.wait_for(work.cancelled.wait(), 5.0)
+        assert not work.unwound.is_set()  # the caller did not wait for the clean-up
+        assert len(_UNWINDING) == 1
+        work.release.set()
+        await asyncio.wait_for(work.unwound.wait(), 5.0)
+        await asyncio.sleep(0)  # the done callback runs on the next loop step
+        assert not _UNWINDING
+
+    asyncio.run(main())
+
+
+def test_without_grace_the_caller_waits_for_the_cancelled_work_to_unwind() -> None:
+    async def main() -> None:
+        work = SlowToUnwind()
+        caller = asyncio.create_task(Timeout(SHORT).acall(work))
+        await asyncio.wait_for(work.cancelled.wait(), 5.0)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not caller.done()
+        work.release.set()
+        with pytest.raises(DeadlineExceeded):
+            await caller
+        assert work.unwound.is_set()
+
+    asyncio.run(main())
+
+
+def test_work_that_unwinds_within_the_grace_is_waited_for() -> None:
+    async def main() -> None:
+        work = SlowToUnwind()
+        work.release.set()  # the clean-up is quick
+        with pytest.raises(DeadlineExceeded) as info:
+            await Timeout(SHORT, grace=5.0).acall(work)
+        assert "background" not in str(info.value)
+        assert work.unwound.is_set()
+
+    asyncio.run(main())
+
+
+def test_grace_passes_results_errors_and_the_deadline_through() -> None:
+    timeout = Timeout(5.0, grace=0.0)
+
+    async def ok(x: int) -> tuple[int, float | None]:
+        return x * 2, remaining()
+
+    async def bad() -> None:
+        raise Boom
+
+    doubled, left = asyncio.run(timeout.acall(ok, 21))
+    assert doubled == 42
+    assert left is not None  # the work's task sees the deadline
+    assert 4.0 < left <= 5.0
+    with pytest.raises(Boom):
+        asyncio.run(timeout.acall(bad))
+
+
+def test_cancelling_the_caller_cancels_work_it_walked_away_from_too() -> None:
+    async def main() -> None:
+        started, cancelled = asyncio.Event(), asyncio.Event()
+
+        async def work() -> None:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        caller = asyncio.create_task(Timeout(60.0, grace=0.0).acall(work))
+        await started.wait()
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await asyncio.wait_for(cancelled.wait(), 5.0)
+
+    asyncio.run(main())
+
+
+def test_an_error_raised_while_unwinding_in_the_background_is_not_left_unretrieved() -> None:
+    import gc
+
+    reported: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: reported.append(ctx))
+        release = asyncio.Event()
+
+        async def work() -> None:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                await release.wait()
+                raise Boom from None
+
+        with pytest.raises(DeadlineExceeded):
+            await Timeout(SHORT, grace=0.0).acall(work)
+        release.set()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        gc.collect()
+
+    asyncio.run(main())
+    assert reported == []
+
+
+def test_grace_is_validated_and_described() -> None:
+    with pytest.raises(ConfigError, match="grace"):
+        Timeout(1.0, grace=-1.0)
+    assert Timeout(1.0, grace=0.5).describe()["grace"] == 0.5
+    assert Timeout(1.0).describe()["grace"] is None

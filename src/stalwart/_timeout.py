@@ -22,6 +22,7 @@ is the one async deadline in stalwart. The costs that shaped it are in bench/RES
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,7 @@ from ._wheel import SLOTS_PER_SECOND as PER_SECOND
 from ._wheel import current_task, get_ident, tokens, wheel_for
 
 __all__ = (
+    "DEFAULT_GRACE",
     "DEFAULT_THREAD",
     "Deadline",
     "TimedOut",
@@ -58,6 +60,8 @@ E = TypeVar("E", bound=Event)
 
 DEFAULT_THREAD = True
 """Sync functions run in a worker thread the caller stops waiting for at the deadline."""
+DEFAULT_GRACE: float | None = None
+"""Async calls are waited for until their cancellation has unwound."""
 
 _STRATEGY = "timeout"
 
@@ -75,11 +79,18 @@ class TimeoutConfig:
     """Sync functions only: True runs them in a worker thread and stops waiting at the
     deadline (the thread runs on); False runs them in the caller's thread and only
     publishes the deadline through ``remaining()`` for the function's own client timeouts."""
+    grace: float | None = DEFAULT_GRACE
+    """``async def`` only: how long the caller waits, after the deadline, for the cancelled
+    work to unwind. None waits until it has; a number walks away after that many seconds
+    and leaves the work to finish its clean-up in the background (Polly's "pessimistic"
+    timeout), for clients whose cancellation is slow (psycopg waits up to 10 s)."""
 
     def __post_init__(self) -> None:
         positive("seconds", self.seconds)
         if not isinstance(self.thread, bool):
             raise ConfigError("thread", f"must be True or False, got {self.thread!r}")
+        if self.grace is not None:
+            positive("grace", self.grace, allow_zero=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,10 +181,11 @@ class Timeout(Wrapper):
         seconds: float,
         *,
         thread: bool = DEFAULT_THREAD,
+        grace: float | None = DEFAULT_GRACE,
         name: str | None = None,
         clock: Clock | None = None,
     ) -> None:
-        self.config = TimeoutConfig(seconds=seconds, thread=thread)
+        self.config = TimeoutConfig(seconds=seconds, thread=thread, grace=grace)
         self.name = strategy_name(name, _STRATEGY)
         self._clock = strategy_clock(clock)
         self._hub = EventHub()
@@ -193,6 +205,7 @@ class Timeout(Wrapper):
             "name": self.name,
             "seconds": self.config.seconds,
             "thread": self.config.thread,
+            "grace": self.config.grace,
         }
 
     def __repr__(self) -> str:
@@ -224,7 +237,51 @@ class Timeout(Wrapper):
         return wrapper
 
     def _async_wrapper(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        if self.config.grace is not None:
+            return functools.wraps(fn)(self._walked_away_from(fn, self.config.grace))
         return functools.wraps(fn)(self._timed(fn))
+
+    def _walked_away_from(
+        self, fn: Callable[P, Awaitable[R]], grace: float
+    ) -> Callable[P, Awaitable[R]]:
+        """``fn`` run in a task of its own, so that the caller can stop waiting ``grace``
+        seconds after the deadline even when the cancelled work takes longer to unwind.
+        The task copies the caller's context: calls inside it see the deadline."""
+
+        async def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+            deadline, token = self._begin()
+            try:
+                work = asyncio.ensure_future(fn(*args, **kwargs))
+                try:
+                    await asyncio.wait((work,), timeout=deadline.expires_at - deadline.start)
+                except asyncio.CancelledError:
+                    work.cancel()  # the caller was cancelled: so is its work
+                    _let_go(work)
+                    raise
+                if not work.done():
+                    work.cancel()
+                    if grace > 0.0:
+                        await asyncio.wait((work,), timeout=grace)
+                    if not work.done():
+                        _let_go(work)
+                        raise deadline.exceeded(
+                            f"call did not finish within {deadline.timeout:g} s "
+                            f"(its cancelled work unwinds in the background)"
+                        )
+                    with contextlib.suppress(BaseException):
+                        work.result()  # an error raised while unwinding is not the answer
+                    raise deadline.exceeded()
+                result = work.result()
+                if deadline.clock.monotonic() >= deadline.expires_at and not self._returns_late:
+                    raise self._late(deadline)
+                return result
+            except BaseException as exc:
+                self._report(exc, deadline)
+                raise
+            finally:
+                _CURRENT.reset(token)
+
+        return timed
 
     def _timed(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         """``fn`` awaited within the deadline: cancelled when it passes, and
@@ -327,3 +384,24 @@ class Timeout(Wrapper):
         not be interrupted, or time moved on a FakeClock): it is not returned."""
         elapsed = deadline.clock.monotonic() - deadline.start
         return deadline.exceeded(f"the call returned after {elapsed:.3g} s, too late")
+
+
+_UNWINDING: set[asyncio.Future[Any]] = set()
+"""Cancelled work the caller walked away from (``grace``), kept until it has unwound: the
+loop holds tasks only weakly."""
+
+
+def _let_go(work: asyncio.Future[Any]) -> None:
+    if work.done():
+        _retrieved(work)
+        return
+    _UNWINDING.add(work)
+    work.add_done_callback(_retrieved)
+
+
+def _retrieved(work: asyncio.Future[Any]) -> None:
+    """Drop it, and read its outcome, which no one waits for any more (asyncio would log
+    "exception was never retrieved")."""
+    _UNWINDING.discard(work)
+    if not work.cancelled():
+        work.exception()
