@@ -149,8 +149,8 @@ def _pg_ready(dsn: str) -> Callable[[], bool]:
     return ready
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+@contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
     """A private PostgreSQL cluster on a free loopback port, trust auth, fsync off."""
     initdb, postgres = postgres_bin("initdb"), postgres_bin("postgres")
     user = _postgres_user()
@@ -193,6 +193,13 @@ def postgres_server() -> Iterator[PostgresServer]:
             yield PostgresServer(LOCAL, port, dsn)
         finally:
             _stop(process, signal.SIGINT)  # fast shutdown: disconnects clients, then exits
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One cluster for the session's tests (see :func:`running_postgres`)."""
+    with running_postgres() as server:
+        yield server
 
 
 def _redis_ready(port: int, *, password: bool = False) -> Callable[[], bool]:

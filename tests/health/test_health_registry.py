@@ -445,6 +445,28 @@ def test_fed_breaker_counts_timeouts_and_recovers_through_the_check(
     assert registry.get("db").status is HEALTHY
 
 
+@pytest.mark.parametrize("outcome", ["returns False", "raises", "times out"])
+def test_a_fed_breaker_counts_failed_runs_whatever_its_record_filter_says(
+    registry: HealthRegistry, clock: FakeClock, outcome: str
+) -> None:
+    # record= classifies the app's own calls (here: OSError only); an exception a breaker
+    # does not record counts as a success, which would reset its count on every failed run.
+    breaker = CircuitBreaker("db", failure_threshold=3, record=(OSError,), clock=clock)
+
+    def check() -> bool:
+        if outcome == "raises":
+            raise ValueError("the driver's own error")
+        if outcome == "times out":
+            clock.advance(5.0)
+        return outcome != "returns False"
+
+    registry.add("db", check, breaker=breaker, feed_breaker=True)
+    for _ in range(3):
+        run(registry.run_once())
+    assert breaker.state.value == "open"
+    assert breaker.snapshot().total_failures == 3
+
+
 def test_unfed_breaker_is_not_told_check_outcomes(
     registry: HealthRegistry, clock: FakeClock
 ) -> None:

@@ -184,6 +184,10 @@ class _Failed(Exception):
     def __init__(self, result: CheckResult) -> None:
         super().__init__(result.error)
         self.result = result
+        # The breaker it is fed to counts it as a failure whatever its record= and ignore=
+        # say: those classify the app's own calls, and an exception a breaker does not
+        # record counts as a success (see _drivers.imposed_by).
+        self._imposed_by: CircuitBreaker | None = None
 
 
 def _describe(exc: BaseException) -> str:
@@ -620,7 +624,7 @@ class HealthRegistry(Observable):
         breaker = config.breaker
         try:
             if breaker is not None and config.feed_breaker:
-                result = await breaker.acall(self._attempt, entry)
+                result = await breaker.acall(self._fed, entry, breaker)
             else:
                 if breaker is not None and breaker.state in _OPEN:
                     raise CircuitOpenError(breaker.name, breaker.snapshot().retry_in)
@@ -632,6 +636,18 @@ class HealthRegistry(Observable):
         if result.error is not None:
             result = replace(result, error=scrub(result.error))
         return replace(result, duration=clock.monotonic() - start, checked_at=clock.time())
+
+    async def _fed(self, entry: _Entry, breaker: CircuitBreaker) -> CheckResult:
+        """``_attempt`` for a fed breaker: every failed run is a failure in it."""
+        try:
+            return await self._attempt(entry)
+        except _Failed as failed:
+            failed._imposed_by = breaker
+            raise
+        except Exception as exc:
+            failed = _Failed(CheckResult.failed(_describe(exc)))
+            failed._imposed_by = breaker
+            raise failed from exc
 
     async def _attempt(self, entry: _Entry) -> CheckResult:
         """Call the check within its timeout and judge what it returned; a failed run is
