@@ -645,9 +645,9 @@ class HealthRegistry(Observable):
             failed._imposed_by = breaker
             raise
         except Exception as exc:
-            failed = _Failed(CheckResult.failed(_describe(exc)))
-            failed._imposed_by = breaker
-            raise failed from exc
+            judged = _Failed(CheckResult.failed(_describe(exc)))
+            judged._imposed_by = breaker
+            raise judged from exc
 
     async def _attempt(self, entry: _Entry) -> CheckResult:
         """Call the check within its timeout and judge what it returned; a failed run is
