@@ -15,10 +15,14 @@ ASGI (no socket, no server: the app's own cost is what is left) and awaited in a
 
 The bare call is the same app without a limit. Budgets: none yet; the ratio to slowapi is
 the figure (issue 14 asks for it, not for a bound).
+
+Then seed 003's example under load (``_questcity_load.py``): the requests/s of its healthy
+routes while S3 is blackholed, against S3 up (goal: >= 90 % kept). ``--no-load`` skips it.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,7 +34,8 @@ from slowapi.errors import RateLimitExceeded
 from slowapi.middleware import SlowAPIMiddleware
 from slowapi.util import get_remote_address
 
-from _harness import AdapterError, Bench, Contender, Scenario, Sizes, call, main
+import _questcity_load
+from _harness import AdapterError, Bench, Contender, Extra, Run, Scenario, Sizes, call, main
 from stalwart.web import Guarded, RateLimit
 
 PASS = "100000000/second"
@@ -170,6 +175,14 @@ def scenarios() -> list[Scenario]:
     ]
 
 
+def questcity_load(run: Run) -> Any:
+    return None if run.args.no_load else _questcity_load.measure(run)
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-load", action="store_true", help="skip the questcity load test")
+
+
 if __name__ == "__main__":
     bench = Bench(
         "stalwart ASGI guard benchmark",
@@ -177,5 +190,7 @@ if __name__ == "__main__":
         packages=("stalwart", "slowapi", "fastapi", "starlette"),
         scenarios=scenarios(),
         sizes=Sizes(rounds=5, async_calls=3_000),
+        extras=[Extra("questcity_s3_down", questcity_load, _questcity_load.render)],
+        options=options,
     )
     sys.exit(main(bench))
