@@ -106,7 +106,11 @@ def app() -> Iterator[App]:
                         return False
 
                 until(started, "the app ready")
-                yield App(http, postgres, s3)
+                app = App(http, postgres, s3)
+                yield app
+                slowest = sorted(app.waits, key=lambda wait: -wait[1])[:5]
+                print(f"{len(app.waits)} timed requests; slowest:",
+                      ", ".join(f"{what} {took:.3f} s" for what, took in slowest))  # fmt: skip
         finally:
             process.terminate()
             try:
