@@ -450,7 +450,7 @@ def test_grace_zero_walks_away_while_the_cancelled_work_unwinds() -> None:
     async def main() -> None:
         work = SlowToUnwind()
         timeout = Timeout(SHORT, grace=0.0, name="db")
-        with pytest.raises(DeadlineExceeded, match="unwinds in the background") as info:
+        with pytest.raises(DeadlineExceeded) as info:
             await timeout.acall(work)
         assert info.value.name == "db"
         await asyncio.wait_for(work.cancelled.wait(), 5.0)
@@ -486,7 +486,7 @@ def test_work_that_unwinds_within_the_grace_is_waited_for() -> None:
         work.release.set()  # the clean-up is quick
         with pytest.raises(DeadlineExceeded) as info:
             await Timeout(SHORT, grace=5.0).acall(work)
-        assert "background" not in str(info.value)
+        assert info.value.name == "timeout"
         assert work.unwound.is_set()
 
     asyncio.run(main())

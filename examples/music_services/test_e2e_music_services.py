@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from servers import free_port, running_redis
 from stalwart.chaos import ProxyThread, ThreadedProxy
+from waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -107,14 +107,6 @@ _CLIENTS = itertools.count()
 def client(name: str = "") -> dict[str, str]:
     """Headers of a client of its own (the core limits each to 10 requests a minute)."""
     return {"X-Client-Id": name or f"probe-{next(_CLIENTS)}"}
-
-
-def until(probe: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT
-    while not (found := probe()):
-        assert time.monotonic() < deadline, f"not within {WAIT} s: {what}"
-        time.sleep(0.1)  # a condition wait between two probes of the running system
-    return found
 
 
 def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:

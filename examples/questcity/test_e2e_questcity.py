@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from local_s3 import running_s3
 
 from servers import free_port, running_postgres
 from stalwart.chaos import ProxyThread, ThreadedProxy
+from waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -55,14 +56,6 @@ class App:
         self.waits.append((f"{method} {path}", took))
         assert took < BOUND, f"{method} {path} waited {took:.2f} s (bound {BOUND} s)"
         return response
-
-
-def until(probe: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT
-    while not (found := probe()):
-        assert time.monotonic() < deadline, f"not within {WAIT} s: {what}"
-        time.sleep(0.1)  # a condition wait between two probes of the running system
-    return found
 
 
 @pytest.fixture(scope="module")

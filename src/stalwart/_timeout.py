@@ -22,7 +22,6 @@ is the one async deadline in stalwart. The costs that shaped it are in bench/RES
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import functools
 from collections.abc import Awaitable, Callable
@@ -244,44 +243,23 @@ class Timeout(Wrapper):
     def _walked_away_from(
         self, fn: Callable[P, Awaitable[R]], grace: float
     ) -> Callable[P, Awaitable[R]]:
-        """``fn`` run in a task of its own, so that the caller can stop waiting ``grace``
-        seconds after the deadline even when the cancelled work takes longer to unwind.
-        The task copies the caller's context: calls inside it see the deadline."""
+        """``fn`` run in a task of its own and awaited through a shield, so that at the
+        deadline the caller stops waiting ``grace`` seconds after cancelling it, however
+        long the work takes to unwind. The deadline itself is ``_timed``'s; the task copies
+        the caller's context, so calls inside it see the deadline."""
 
-        async def timed(*args: P.args, **kwargs: P.kwargs) -> R:
-            deadline, token = self._begin()
+        async def detached(*args: P.args, **kwargs: P.kwargs) -> R:
+            work = asyncio.ensure_future(fn(*args, **kwargs))
             try:
-                work = asyncio.ensure_future(fn(*args, **kwargs))
-                try:
-                    await asyncio.wait((work,), timeout=deadline.expires_at - deadline.start)
-                except asyncio.CancelledError:
-                    work.cancel()  # the caller was cancelled: so is its work
-                    _let_go(work)
-                    raise
-                if not work.done():
-                    work.cancel()
-                    if grace > 0.0:
-                        await asyncio.wait((work,), timeout=grace)
-                    if not work.done():
-                        _let_go(work)
-                        raise deadline.exceeded(
-                            f"call did not finish within {deadline.timeout:g} s "
-                            f"(its cancelled work unwinds in the background)"
-                        )
-                    with contextlib.suppress(BaseException):
-                        work.result()  # an error raised while unwinding is not the answer
-                    raise deadline.exceeded()
-                result = work.result()
-                if deadline.clock.monotonic() >= deadline.expires_at and not self._returns_late:
-                    raise self._late(deadline)
-                return result
-            except BaseException as exc:
-                self._report(exc, deadline)
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:  # the deadline, or the caller cancelled
+                work.cancel()
+                if grace > 0.0:
+                    await asyncio.wait((work,), timeout=grace)
+                _let_go(work)
                 raise
-            finally:
-                _CURRENT.reset(token)
 
-        return timed
+        return self._timed(detached)
 
     def _timed(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         """``fn`` awaited within the deadline: cancelled when it passes, and
@@ -392,6 +370,7 @@ loop holds tasks only weakly."""
 
 
 def _let_go(work: asyncio.Future[Any]) -> None:
+    """Nobody waits for ``work`` any more: keep it until it has unwound."""
     if work.done():
         _retrieved(work)
         return
