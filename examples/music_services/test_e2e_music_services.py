@@ -153,7 +153,7 @@ def test_storage_blackholed_search_fails_fast_and_health_says_degraded(system: S
             lambda: (h := system.core.get("/health").json())["status"] == "degraded" and h,
             "/health degraded",
         )
-        assert health["checks"] == {"music": "healthy", "storage": "unhealthy"}
+        assert health["checks"] == {"music": "healthy", "storage": "degraded"}  # not critical
     finally:
         system.storage_proxy.set(blackhole=False)
     until(lambda: system.core.get("/health").json()["status"] == "healthy", "healthy again")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -15,6 +16,7 @@ from stalwart.health._metrics import CheckStats, percentile
 from stalwart.health._model import aggregate, iso8601, scrub
 
 HEALTHY, DEGRADED, UNHEALTHY = HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY
+UNKNOWN = HealthStatus.UNKNOWN
 
 
 def snap(
@@ -60,7 +62,8 @@ def report(*snaps: CheckSnapshot, group: str | None = None) -> HealthReport:
 
 
 def test_statuses_map_to_ietf_pass_warn_fail() -> None:
-    assert [s.ietf for s in HealthStatus] == ["pass", "warn", "fail"]
+    # a check not run yet says warn; a whole service unknown says fail (see the ietf tests)
+    assert [s.ietf for s in HealthStatus] == ["pass", "warn", "fail", "warn"]
     assert HealthStatus.HEALTHY == "healthy"
     assert isinstance(HealthStatus.DEGRADED, str)
 
@@ -90,8 +93,33 @@ def test_parse_refuses_an_unknown_status() -> None:
         HealthStatus.parse("sideways")
 
 
-def test_no_checks_aggregate_to_healthy() -> None:
-    assert aggregate([]) is HEALTHY
+def test_no_checks_aggregate_to_unknown() -> None:
+    assert aggregate([]) is UNKNOWN
+
+
+def test_checks_not_run_yet_are_ignored_and_only_them_is_unknown() -> None:
+    assert aggregate([snap("a", UNKNOWN), snap("b", UNKNOWN)]) is UNKNOWN
+    assert aggregate([snap("a", UNKNOWN), snap("b")]) is HEALTHY
+    assert aggregate([snap("a", UNKNOWN), snap("b", UNHEALTHY)]) is UNHEALTHY
+
+
+def test_an_unknown_report_is_served_with_the_fail_status_and_says_why() -> None:
+    empty = report()
+    assert empty.status is UNKNOWN
+    assert empty.http_status == 503
+    assert empty.summary()["message"] == "Unknown: no health checks are registered"
+    waiting = report(snap("db", UNKNOWN), snap("s3", UNKNOWN))
+    assert waiting.summary()["message"] == "Unknown: none of the 2 checks has completed a run yet"
+    body = waiting.ietf(redact=True)
+    assert body["status"] == "fail"
+    assert body["output"] == waiting.message()  # said even to the public: no secret in it
+    assert body["checks"]["db:responseTime"][0]["status"] == "warn"
+
+
+def test_the_fail_status_is_the_reports_setting() -> None:
+    assert replace(report(snap("a", UNHEALTHY)), fail_status=500).http_status == 500
+    assert replace(report(), fail_status=429).http_status == 429
+    assert replace(report(snap("a", DEGRADED)), fail_status=500).http_status == 200
 
 
 def test_a_failing_critical_check_makes_the_service_unhealthy() -> None:
@@ -112,7 +140,7 @@ def test_aggregate_is_the_worst_effective_status(items: list[tuple[HealthStatus,
     effective = [
         DEGRADED if s is UNHEALTHY and not c else s for s, c in items
     ]  # non-critical failures degrade
-    expected = max(effective, key=lambda s: s.severity, default=HEALTHY)
+    expected = max(effective, key=lambda s: s.severity, default=UNKNOWN)
     assert aggregate(snaps) is expected
 
 
@@ -184,7 +212,7 @@ def test_summary_is_seed_003s_payload() -> None:
     assert body == {
         "status": "healthy",
         "timestamp": 1_700_000_001.25,
-        "services": {"total": 2, "healthy": 2, "degraded": 0, "unhealthy": 0},
+        "services": {"total": 2, "healthy": 2, "degraded": 0, "unhealthy": 0, "unknown": 0},
         "message": "All systems operational",
     }
 
@@ -192,7 +220,9 @@ def test_summary_is_seed_003s_payload() -> None:
 def test_summary_counts_each_check_by_its_own_status_and_names_the_bad_ones() -> None:
     body = report(snap("db", UNHEALTHY, critical=False), snap("s3"), snap("q", DEGRADED)).summary()
     assert body["status"] == "degraded"
-    assert body["services"] == {"total": 3, "healthy": 1, "degraded": 1, "unhealthy": 1}
+    assert body["services"] == {
+        "total": 3, "healthy": 1, "degraded": 1, "unhealthy": 1, "unknown": 0
+    }  # fmt: skip
     assert body["message"] == "Degraded: 2 of 3 checks not healthy (db, q)"
 
 

@@ -20,6 +20,7 @@ from stalwart.health import (
     CheckResult,
     HealthChanged,
     HealthRegistry,
+    HealthReport,
     HealthStatus,
 )
 from stalwart.health._registry import judge
@@ -28,6 +29,7 @@ from stalwart.testing import FakeClock
 from threads import run_threads, switching_threads_often
 
 HEALTHY, DEGRADED, UNHEALTHY = HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY
+UNKNOWN = HealthStatus.UNKNOWN
 POLL = 5.0  # seconds a bounded poll waits at most
 
 
@@ -308,16 +310,58 @@ def test_reports_read_cached_results_and_never_run_a_check(registry: HealthRegis
     assert check.calls == 1
 
 
-def test_a_check_that_never_ran_is_degraded_not_checked_yet(registry: HealthRegistry) -> None:
+def test_a_check_that_never_ran_is_unknown_not_checked_yet(registry: HealthRegistry) -> None:
     registry.add("db", ok)
     snap = registry.get("db")
-    assert snap.status is DEGRADED
+    assert snap.status is UNKNOWN
     assert snap.error == "not checked yet"
     assert snap.pending
     assert (snap.checked_at, snap.duration, snap.availability) == (None, None, 0.0)
     report = registry.report()
-    assert report.status is DEGRADED
-    assert report.http_status == 200
+    assert report.status is UNKNOWN
+    assert report.http_status == 503
+    assert report.message() == "Unknown: none of the 1 checks has completed a run yet"
+
+
+def test_no_checks_at_all_is_unknown_but_an_empty_probe_group_passes() -> None:
+    registry = HealthRegistry("api")
+    assert registry.report().status is UNKNOWN
+    assert registry.report().http_status == 503
+    for group in ("live", "ready", "startup"):
+        assert registry.report(group).status is HEALTHY
+
+
+def test_checks_not_run_yet_are_left_out_once_another_has_run(registry: HealthRegistry) -> None:
+    registry.add("db", ok)
+    registry.add("cache", ok)
+    run(registry.run_once("db"))
+    assert registry.report().status is HEALTHY
+    assert registry.report().counts()["unknown"] == 1
+
+
+@pytest.mark.parametrize("fail_status", [500, 429, 503])
+def test_the_fail_status_is_a_setting(fail_status: int) -> None:
+    registry = HealthRegistry("api", fail_status=fail_status)
+    registry.add("db", lambda: False)
+    run(registry.run_once())
+    assert registry.report().http_status == fail_status
+
+
+@pytest.mark.parametrize("bad", [200, 399, 600, "503", 503.0, True])
+def test_a_fail_status_that_is_not_an_http_error_is_refused(bad: Any) -> None:
+    with pytest.raises(ConfigError) as info:
+        HealthRegistry("api", fail_status=bad)
+    assert info.value.field == "fail_status"
+
+
+def test_a_failing_non_critical_check_says_degraded_itself(registry: HealthRegistry) -> None:
+    registry.add("cache", lambda: False, critical=False)
+    run(registry.run_once())
+    snap = registry.get("cache")
+    assert snap.status is DEGRADED
+    assert snap.history[-1].status is UNHEALTHY  # the run itself failed
+    assert registry.report().status is DEGRADED
+    assert registry.report().http_status == 200
 
 
 def test_a_startup_check_that_never_ran_fails_the_startup_group(registry: HealthRegistry) -> None:
@@ -325,7 +369,7 @@ def test_a_startup_check_that_never_ran_fails_the_startup_group(registry: Health
     startup = registry.report("startup")
     assert startup.status is UNHEALTHY
     assert startup.checks["migrations"].status is UNHEALTHY
-    assert registry.report("ready").status is DEGRADED
+    assert registry.report("ready").status is UNKNOWN
     run(registry.run_once())
     assert registry.report("startup").status is HEALTHY
 
@@ -352,7 +396,7 @@ def test_a_check_in_no_group_counts_only_in_the_overall_report(registry: HealthR
     registry.add("db", lambda: False, groups=())
     run(registry.run_once())
     assert registry.report().status is UNHEALTHY
-    assert registry.report("ready").status is HEALTHY
+    assert registry.report("ready").status is HEALTHY  # nothing gates readiness
 
 
 def test_metrics_follow_runs(registry: HealthRegistry) -> None:
@@ -386,7 +430,7 @@ def test_removed_checks_leave_the_report(registry: HealthRegistry) -> None:
     registry.add("db", lambda: False)
     run(registry.run_once())
     registry.remove("db")
-    assert registry.report().status is HEALTHY
+    assert registry.report().status is UNKNOWN
     assert registry.names() == ()
 
 
@@ -708,7 +752,7 @@ def test_reports_from_many_threads_stay_consistent_while_checks_run() -> None:
     def reader(_: int) -> None:
         for _ in range(300):
             report = registry.report()
-            assert report.status in (HEALTHY, DEGRADED)
+            assert report.status in (HEALTHY, DEGRADED, UNKNOWN)  # unknown: before a run
             for snap in report.checks.values():
                 assert len(snap.history) <= 5
                 assert 0.0 <= snap.availability <= 1.0
@@ -859,3 +903,101 @@ def test_removing_a_failing_check_publishes_the_new_status() -> None:
     registry.add_listener(lambda e: seen.append((e.old, e.new, e.reason)), HealthChanged)
     registry.remove("bad")
     assert seen == [(HealthStatus.UNHEALTHY, HealthStatus.HEALTHY, "check 'bad' removed")]
+
+
+# -- run_once beside a scheduled run; slow checks (ops-specs H5) --------------------------
+
+
+def test_run_once_during_a_scheduled_run_joins_it_instead_of_failing_as_busy() -> None:
+    registry = HealthRegistry("api")
+    started, release = threading.Event(), threading.Event()
+    calls = Counter(None)
+
+    def slow_sync_check() -> None:
+        calls()
+        started.set()
+        assert release.wait(POLL)
+
+    registry.add("db", slow_sync_check, interval=60.0, timeout=POLL)
+
+    async def main() -> HealthReport:
+        async with registry:  # the scheduler starts the first run at once
+            assert await asyncio.to_thread(started.wait, POLL)
+            joining = asyncio.create_task(registry.run_once("db"))
+            await asyncio.sleep(0.01)  # a condition wait: let run_once find the run
+            assert not joining.done()
+            release.set()
+            return await joining
+
+    report = run(main())
+    assert report.status is HEALTHY
+    assert calls.calls == 1
+    history = registry.get("db").history
+    assert [r.status for r in history] == [HEALTHY]  # no invented "not returned yet"
+
+
+def test_a_slow_check_is_logged_once_and_shows_as_slow(
+    registry: HealthRegistry, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    took = Counter(None)
+    took.value = 3.0
+
+    def check() -> None:
+        clock.advance(took.value)  # on the fake clock: as long as the test says
+
+    registry.add("db", check, interval=10.0, timeout=2.0)
+    caplog.set_level("INFO", logger="stalwart.health")
+    run(registry.run_once())
+    run(registry.run_once())
+    snap = registry.get("db")
+    assert snap.slow
+    assert snap.to_dict(redact=True)["slow"] is True
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("health check 'db' of 'api' is slow: its run took")
+    took.value = 0.5
+    run(registry.run_once())
+    assert not registry.get("db").slow
+    assert caplog.records[-1].getMessage() == "health check 'db' of 'api' is fast again: 0.5 s"
+
+
+def test_a_check_slower_than_its_interval_is_slow_though_within_its_timeout(
+    registry: HealthRegistry, clock: FakeClock
+) -> None:
+    def check() -> None:
+        clock.advance(1.5)
+
+    registry.add("db", check, interval=1.0, timeout=5.0)
+    run(registry.run_once())
+    snap = registry.get("db")
+    assert snap.status is HEALTHY
+    assert snap.slow
+
+
+def test_the_slow_gauge_follows_the_last_run(registry: HealthRegistry, clock: FakeClock) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from stalwart.metrics import PrometheusMetrics
+
+    took = [3.0]
+
+    def check() -> None:
+        clock.advance(took[0])
+
+    registry.add("db", check, interval=10.0, timeout=2.0)
+
+    def slow_gauge() -> float:
+        with PrometheusMetrics(health=registry) as metrics:
+            text = metrics.exposition()[0].decode()
+        return next(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "stalwart_health_check_slow"
+        )
+
+    run(registry.run_once())
+    assert slow_gauge() == 1.0
+    took[0] = 0.1
+    run(registry.run_once())
+    assert slow_gauge() == 0.0

@@ -40,6 +40,8 @@ def test_head_on_events_through_uvicorn_ends_and_keeps_the_connection_usable(
             assert head.headers["content-type"] == "text/event-stream"
             assert ops.events is not None
             assert ops.events.clients == 0
-            assert client.get("/health").status_code == 200  # same keep-alive connection
+            health = client.get("/health")  # same keep-alive connection
+            assert health.status_code == 503  # no checks: unknown (ops-specs H3)
+            assert health.json()["status"] == "unknown"
     finally:
         ops.close()

@@ -69,7 +69,9 @@ def test_health_is_200_with_the_seed_003_summary_while_checks_pass(client: httpx
     assert response.headers["content-type"] == "application/json"
     body = response.json()
     assert body["status"] == "healthy"
-    assert body["services"] == {"total": 2, "healthy": 2, "degraded": 0, "unhealthy": 0}
+    assert body["services"] == {
+        "total": 2, "healthy": 2, "degraded": 0, "unhealthy": 0, "unknown": 0
+    }  # fmt: skip
     assert isinstance(body["timestamp"], float)
     assert body["message"]
 
@@ -252,6 +254,7 @@ def test_metrics_are_prometheus_exposition_with_breaker_and_health_series(
     assert values[(rejected, (("name", "api"),))] == 1
     assert values[("stalwart_health_check_status", (("name", "database"),))] == 1
     assert ("stalwart_health_check_duration_seconds", (("name", "cache"),)) in values
+    assert values[("stalwart_health_check_slow", (("name", "database"),))] == 0
 
 
 def test_metrics_can_be_switched_off(health: HealthRegistry, serve: Serve) -> None:
@@ -329,15 +332,23 @@ def _fail() -> None:
     raise OSError("down")
 
 
-def test_without_a_registry_the_app_reports_an_empty_healthy_service(serve: Serve) -> None:
+def test_without_a_registry_the_app_reports_an_unknown_service_and_why(serve: Serve) -> None:
     app = ops_app(metrics=False, service_id="bare")
     with serve(app) as url:
-        summary = httpx.get(f"{url}/health", timeout=5).json()
-        ietf = httpx.get(f"{url}/health", headers={"Accept": HEALTH_JSON}, timeout=5).json()
+        answer = httpx.get(f"{url}/health", timeout=5)
+        ietf = httpx.get(f"{url}/health", headers={"Accept": HEALTH_JSON}, timeout=5)
+        live = httpx.get(f"{url}/health/live", timeout=5)
     app.close()
-    assert summary["status"] == "healthy"
+    assert answer.status_code == 503  # ops-specs H3: no checks is not a pass
+    summary = answer.json()
+    assert summary["status"] == "unknown"
     assert summary["services"]["total"] == 0
-    assert ietf["serviceId"] == "bare"
+    assert summary["message"] == "Unknown: no health checks are registered"
+    assert ietf.status_code == 503
+    assert ietf.json()["status"] == "fail"
+    assert ietf.json()["output"] == "Unknown: no health checks are registered"
+    assert ietf.json()["serviceId"] == "bare"
+    assert live.status_code == 200  # nothing gates liveness: the process answers
 
 
 def test_metrics_of_your_own_are_served_and_left_running_on_close(

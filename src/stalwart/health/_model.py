@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 __all__ = (
+    "DEFAULT_FAIL_STATUS",
     "GROUPS",
     "PENDING_ERROR",
     "CheckResult",
@@ -32,15 +33,21 @@ GROUPS = ("live", "ready", "startup")
 PENDING_ERROR = "not checked yet"
 """The error shown for a check that has not completed a run."""
 
+DEFAULT_FAIL_STATUS = 503
+"""The HTTP status of an unhealthy (or unknown) service: Service Unavailable."""
+
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 class HealthStatus(enum.StrEnum):
-    """How healthy a check or a service is. Aggregation: UNHEALTHY > DEGRADED > HEALTHY."""
+    """How healthy a check or a service is. Aggregation: UNHEALTHY > DEGRADED > HEALTHY;
+    UNKNOWN (a check not run yet) is ignored, and a service none of whose checks has
+    completed a run (or that has none) is UNKNOWN."""
 
     HEALTHY = "healthy"
     DEGRADED = "degraded"
     UNHEALTHY = "unhealthy"
+    UNKNOWN = "unknown"
 
     @property
     def ietf(self) -> str:
@@ -49,7 +56,8 @@ class HealthStatus(enum.StrEnum):
 
     @property
     def severity(self) -> int:
-        """0 healthy, 1 degraded, 2 unhealthy: the worst one wins in aggregation."""
+        """-1 unknown, 0 healthy, 1 degraded, 2 unhealthy: the worst one wins in
+        aggregation, and unknown counts only when nothing else is known."""
         return _SEVERITY[self]
 
     @classmethod
@@ -66,11 +74,20 @@ _IETF = {
     HealthStatus.HEALTHY: "pass",
     HealthStatus.DEGRADED: "warn",
     HealthStatus.UNHEALTHY: "fail",
+    HealthStatus.UNKNOWN: "warn",  # a check not run yet; a whole service unknown is "fail"
 }
-_SEVERITY = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UNHEALTHY: 2}
+_SEVERITY = {
+    HealthStatus.UNKNOWN: -1,
+    HealthStatus.HEALTHY: 0,
+    HealthStatus.DEGRADED: 1,
+    HealthStatus.UNHEALTHY: 2,
+}
+_SERVING = frozenset({HealthStatus.HEALTHY, HealthStatus.DEGRADED})
 _ALIASES = {
     **{s.value: s for s in HealthStatus},
-    **{s.ietf: s for s in HealthStatus},
+    "pass": HealthStatus.HEALTHY,
+    "warn": HealthStatus.DEGRADED,
+    "fail": HealthStatus.UNHEALTHY,
     "ok": HealthStatus.HEALTHY,
     "up": HealthStatus.HEALTHY,
     "error": HealthStatus.UNHEALTHY,
@@ -157,6 +174,8 @@ class CheckSnapshot:
     """The last runs, oldest first (bounded by the registry's ``history``)."""
     breaker_state: str | None
     """The attached breaker's state (``closed``, ``open`` ...), None without a breaker."""
+    slow: bool = False
+    """The last run took the check's interval or its timeout, or longer (ops-specs H5)."""
 
     @property
     def pending(self) -> bool:
@@ -165,7 +184,8 @@ class CheckSnapshot:
 
     @property
     def effective_status(self) -> HealthStatus:
-        """What this check does to the service: a failing non-critical check only degrades it."""
+        """What this check does to the service: a failing non-critical check only degrades
+        it (the registry already reports such a check as degraded)."""
         if self.status is HealthStatus.UNHEALTHY and not self.critical:
             return HealthStatus.DEGRADED
         return self.status
@@ -187,13 +207,15 @@ class CheckSnapshot:
             "p95_duration": self.p95_duration,
             "consecutive_failures": self.consecutive_failures,
             "breaker_state": self.breaker_state,
+            "slow": self.slow,
             "history": [r.to_dict(redact=redact) for r in self.history],
         }
 
 
 def aggregate(checks: Iterable[CheckSnapshot]) -> HealthStatus:
-    """The service's status: the worst effective status of its checks (HEALTHY if none)."""
-    worst = HealthStatus.HEALTHY
+    """The service's status: the worst effective status of its checks. Checks not run yet
+    are ignored; with none run (or none at all) the service is UNKNOWN (ops-specs H3)."""
+    worst = HealthStatus.UNKNOWN
     for snap in checks:
         status = snap.effective_status
         if status.severity > worst.severity:
@@ -212,11 +234,13 @@ class HealthReport:
     group: str | None
     name: str = "service"
     """The registry's (service's) name."""
+    fail_status: int = DEFAULT_FAIL_STATUS
+    """The HTTP status of an unhealthy or unknown report (the registry's setting)."""
 
     @property
     def http_status(self) -> int:
-        """200 for healthy and degraded, 503 for unhealthy."""
-        return 503 if self.status is HealthStatus.UNHEALTHY else 200
+        """200 for healthy and degraded; ``fail_status`` (503) for unhealthy and unknown."""
+        return 200 if self.status in _SERVING else self.fail_status
 
     def counts(self) -> dict[str, int]:
         out = {"total": len(self.checks)} | {s.value: 0 for s in HealthStatus}
@@ -228,6 +252,10 @@ class HealthReport:
         """One line for people: what is wrong, by check name (names are not secrets)."""
         if self.status is HealthStatus.HEALTHY:
             return "All systems operational"
+        if self.status is HealthStatus.UNKNOWN:
+            if not self.checks:
+                return "Unknown: no health checks are registered"
+            return f"Unknown: none of the {len(self.checks)} checks has completed a run yet"
         bad = [n for n, s in self.checks.items() if s.status is not HealthStatus.HEALTHY]
         word = "Unhealthy" if self.status is HealthStatus.UNHEALTHY else "Degraded"
         return f"{word}: {len(bad)} of {len(self.checks)} checks not healthy ({', '.join(bad)})"
@@ -256,13 +284,16 @@ class HealthReport:
         componentId/componentType, the last duration in ms as observedValue, ``time`` of the
         reading, and ``output`` (the error) unless the check passed or ``redact`` is set.
         """
-        body: dict[str, Any] = {"status": self.status.ietf}
+        # An unknown service is served with the fail code, so it says "fail" (the draft has
+        # no "unknown"); a check not run yet says "warn".
+        unknown = self.status is HealthStatus.UNKNOWN
+        body: dict[str, Any] = {"status": "fail" if unknown else self.status.ietf}
         body["serviceId"] = service_id if service_id is not None else self.name
         body["description"] = f"health of {self.name}" + (
             f" ({self.group})" if self.group is not None else ""
         )
-        if not redact and self.status is not HealthStatus.HEALTHY:
-            body["output"] = self.message()
+        if (not redact or unknown) and self.status is not HealthStatus.HEALTHY:
+            body["output"] = self.message()  # an unknown's reason holds no secret
         checks: dict[str, list[dict[str, Any]]] = {}
         for name, snap in self.checks.items():
             entry: dict[str, Any] = {

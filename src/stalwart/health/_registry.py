@@ -10,9 +10,11 @@ a worker thread that is no longer waited for (and is not started again while it 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import inspect
+import logging
 import re
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -31,6 +33,7 @@ from .._types import State
 from .._validate import positive, whole
 from ._metrics import CheckStats
 from ._model import (
+    DEFAULT_FAIL_STATUS,
     GROUPS,
     PENDING_ERROR,
     CheckResult,
@@ -48,12 +51,14 @@ __all__ = (
     "DEFAULT_HISTORY",
     "DEFAULT_INTERVAL",
     "DEFAULT_TIMEOUT",
+    "SLOW_SHARE",
     "STALE_AFTER",
     "CheckCompleted",
     "CheckConfig",
     "CheckFunction",
     "HealthChanged",
     "HealthRegistry",
+    "is_slow",
 )
 
 DEFAULT_INTERVAL = 10.0
@@ -178,6 +183,18 @@ def _groups(value: Any) -> frozenset[str]:
 # -- running one check -------------------------------------------------------------------
 
 
+log = logging.getLogger("stalwart.health")
+
+SLOW_SHARE = 0.999
+"""A run is slow when it took this share of its interval or of its timeout, or more: a run
+cut at its timeout counts, whatever the clock's rounding."""
+
+
+def is_slow(duration: float, config: CheckConfig) -> bool:
+    """Whether a run of ``duration`` seconds was slow for this check (ops-specs H5)."""
+    return duration >= SLOW_SHARE * min(config.interval, config.timeout)
+
+
 class _Failed(Exception):
     """A run judged failed, raised so a fed breaker counts it as a failure."""
 
@@ -214,7 +231,7 @@ def judge(value: Any) -> CheckResult:
 class _Entry:
     """A registered check: its settings and its results (guarded by the registry's lock)."""
 
-    __slots__ = ("busy", "config", "heard_at", "is_async", "stats")
+    __slots__ = ("busy", "config", "heard_at", "in_flight", "is_async", "slow", "stats")
 
     def __init__(self, config: CheckConfig, history: int, now: float) -> None:
         self.config = config
@@ -222,6 +239,10 @@ class _Entry:
         self.stats = CheckStats(history)
         self.busy = False
         """A sync run's thread has not returned yet."""
+        self.in_flight: concurrent.futures.Future[CheckResult] | None = None
+        """The run in progress (from any loop): another caller waits for it."""
+        self.slow = False
+        """The last run took its interval or its timeout, or longer (logged once)."""
         self.heard_at = now
         """Monotonic time of the last completed run (or of adding it, or of the start)."""
 
@@ -257,11 +278,18 @@ class HealthRegistry(Observable):
         *,
         clock: Clock | None = None,
         history: int = DEFAULT_HISTORY,
+        fail_status: int = DEFAULT_FAIL_STATUS,
     ) -> None:
         self.name = strategy_name(name, "service")
         self._clock = strategy_clock(clock)
         whole("history", history)
         self.history = history
+        if type(fail_status) is not int or not 400 <= fail_status <= 599:
+            raise ConfigError(
+                "fail_status", f"must be an HTTP error status, 400 to 599, got {fail_status!r}"
+            )
+        self.fail_status = fail_status
+        """The HTTP status of an unhealthy or unknown report (503; some balancers want 500)."""
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._hub = EventHub()
@@ -353,10 +381,14 @@ class HealthRegistry(Observable):
     def report(self, group: str | None = None) -> HealthReport:
         """The service's health from cached results, for one group or (None) every check.
 
-        A check that has not completed a run shows as degraded ("not checked yet"), except
-        in the ``startup`` group, where it is unhealthy: a startup probe passes only once
-        every startup check has passed. While a scheduler runs, a check with no completed
-        run for ``STALE_AFTER`` x (interval + timeout) shows as unhealthy ("stale").
+        A check that has not completed a run shows as unknown ("not checked yet") and is
+        left out of the aggregate; with no check run (or none at all) the report is
+        unknown, served with ``fail_status``. Two exceptions: in the ``startup`` group such
+        a check is unhealthy (a startup probe passes only once every startup check has
+        passed), and a group with no check in it is healthy (nothing gates that probe). A
+        failing non-critical check shows as degraded. While a scheduler runs, a check with
+        no completed run for ``STALE_AFTER`` x (interval + timeout) shows as unhealthy
+        ("stale").
         Never runs a check; never waits on one.
         """
         if group is not None and group not in GROUPS:
@@ -373,12 +405,18 @@ class HealthRegistry(Observable):
             snapshots = [
                 replace(s, status=HealthStatus.UNHEALTHY) if s.pending else s for s in snapshots
             ]
+        status = aggregate(snapshots)
+        if group is not None and not snapshots:
+            # A probe that nothing gates passes: the process answering is the proof. As
+            # unknown, Kubernetes would restart (live) or starve (ready) every such pod.
+            status = HealthStatus.HEALTHY
         return HealthReport(
-            status=aggregate(snapshots),
+            status=status,
             timestamp=self._clock.time(),
             checks=MappingProxyType({s.name: s for s in snapshots}),
             group=group,
             name=self.name,
+            fail_status=self.fail_status,
         )
 
     def _read(self, entry: _Entry, now: float) -> _State:
@@ -398,6 +436,7 @@ class HealthRegistry(Observable):
 
     def _snapshot(self, state: _State) -> CheckSnapshot:
         config, last = state.config, state.last
+        slow = last is not None and is_slow(last.duration, config)
         breaker = config.breaker
         breaker_state = None if breaker is None else breaker.state
         status: HealthStatus
@@ -413,9 +452,11 @@ class HealthRegistry(Observable):
             status = HealthStatus.UNHEALTHY
             error = f"stale: no run has completed for {state.quiet:.3g} s (limit {limit:g} s)"
         elif last is None:
-            status, error = HealthStatus.DEGRADED, PENDING_ERROR
+            status, error = HealthStatus.UNKNOWN, PENDING_ERROR
         else:
             status, error = last.status, last.error
+        if status is HealthStatus.UNHEALTHY and not config.critical:
+            status = HealthStatus.DEGRADED  # what it does to the service, and what it says
         return CheckSnapshot(
             name=config.name,
             status=status,
@@ -432,6 +473,7 @@ class HealthRegistry(Observable):
             consecutive_failures=state.consecutive_failures,
             history=state.history,
             breaker_state=None if breaker_state is None else breaker_state.value,
+            slow=slow,
         )
 
     # -- control -------------------------------------------------------------------------
@@ -454,8 +496,17 @@ class HealthRegistry(Observable):
         return the report. For startup and tests; KeyError for an unknown name."""
         with self._lock:
             entries = list(self._entries.values()) if name is None else [self._entries[name]]
-        await asyncio.gather(*(self._run(e) for e in entries))
+        await asyncio.gather(*(self._run_or_join(e) for e in entries))
         return self.report()
+
+    async def _run_or_join(self, entry: _Entry) -> CheckResult:
+        """A new run, or the one already in progress (a scheduled one, or another caller's,
+        maybe on another loop): never a second run beside it, which would fail as busy."""
+        with self._lock:
+            running = entry.in_flight
+        if running is not None:
+            return await asyncio.wrap_future(running)
+        return await self._run(entry)
 
     # -- background scheduling -----------------------------------------------------------
 
@@ -555,8 +606,26 @@ class HealthRegistry(Observable):
     # -- one run ------------------------------------------------------------------------
 
     async def _run(self, entry: _Entry) -> CheckResult:
-        """Run the check once, record the result, tell the listeners."""
-        result = await self._execute(entry)
+        """Run the check once, record the result, tell the listeners; the run is
+        ``entry.in_flight`` meanwhile."""
+        done: concurrent.futures.Future[CheckResult] = concurrent.futures.Future()
+        with self._lock:
+            entry.in_flight = done
+        try:
+            result = self._record(entry, await self._execute(entry))
+        except BaseException as exc:
+            done.set_exception(exc)
+            raise
+        else:
+            done.set_result(result)
+            return result
+        finally:
+            with self._lock:
+                if entry.in_flight is done:
+                    entry.in_flight = None
+
+    def _record(self, entry: _Entry, result: CheckResult) -> CheckResult:
+        """Store a run's result and tell the listeners (and the log, once, when it is slow)."""
         config = entry.config
         with self._lock:
             if self._entries.get(config.name) is not entry:
@@ -567,6 +636,15 @@ class HealthRegistry(Observable):
             streak = entry.stats.consecutive_failures
             self._completions += 1
             sequence = self._completions
+            was_slow, entry.slow = entry.slow, is_slow(result.duration, config)
+        if entry.slow and not was_slow:
+            log.warning(
+                "health check %r of %r is slow: its run took %.3g s (interval %g s, timeout %g s)",
+                config.name, self.name, result.duration, config.interval, config.timeout,
+            )  # fmt: skip
+        elif was_slow and not entry.slow:
+            log.info("health check %r of %r is fast again: %.3g s", config.name, self.name,
+                     result.duration)  # fmt: skip
         self._hub.emit(
             CheckCompleted(
                 name=config.name,

@@ -298,6 +298,11 @@ class _StateCollector(Collector):
             "Duration of a health check's last run.",
             labels=("name",),
         )
+        slow = GaugeMetricFamily(
+            f"{prefix}_health_check_slow",
+            "1 while a health check's last run took its interval or its timeout, or longer.",
+            labels=("name",),
+        )
         for name in health.names():
             try:
                 snap = health.get(name)
@@ -305,10 +310,12 @@ class _StateCollector(Collector):
                 continue
             healthy = getattr(snap.status, "value", snap.status) == "healthy"
             status.add_metric((name,), 1.0 if healthy else 0.0)
+            slow.add_metric((name,), 1.0 if getattr(snap, "slow", False) else 0.0)
             if snap.duration is not None:
                 duration.add_metric((name,), float(snap.duration))
         yield status
         yield duration
+        yield slow
 
 
 def _connection_families(prefix: str) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:

@@ -355,7 +355,8 @@ def _service(core: OpsCore, req: Request, params: Params, authed: bool) -> Respo
         snap = core.health.get(name)
     except KeyError:
         return problem(404, f"no health check named {name[:200]!r}")
-    status = 503 if getattr(snap.status, "value", snap.status) == "unhealthy" else 200
+    failing = getattr(snap.status, "value", snap.status) in ("unhealthy", "unknown")
+    status = getattr(core.health, "fail_status", 503) if failing else 200
     return Response.json(
         status, snap.to_dict(redact=not authed), headers=core.health_headers(authed)
     )

@@ -287,6 +287,10 @@
         tr.dataset.status = c.status;
         const status = badge(c.status);
         if (c.breaker_state) status.append(` breaker ${String(c.breaker_state).replace("_", " ")}`);
+        if (c.slow) {
+          tr.dataset.slow = "true";
+          status.append(" slow");
+        }
         tr.append(
           cell(c.name, "name"),
           status,
