@@ -41,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._sessions import command as sessions
 
         return sessions(args)
+    if args.command == "status":
+        return _run_status(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse only allows known ones
 
 
@@ -57,6 +59,20 @@ def _run_serve(args: argparse.Namespace) -> int:
         )
         return EXIT_MISSING_EXTRA
     return command(args.config, listen=args.listen, check_only=args.check)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    try:
+        import httpx  # noqa: F401  (the cli extra)
+    except ModuleNotFoundError:
+        print("stalwart status needs the 'cli' extra: pip install 'stalwart[cli]'", file=sys.stderr)
+        return EXIT_MISSING_EXTRA
+    from ._status import command
+
+    return command(
+        args.url, as_json=args.json, watch=args.watch, count=args.count, key=args.key,
+        timeout=args.timeout,
+    )  # fmt: skip
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -208,6 +224,47 @@ def _parser() -> argparse.ArgumentParser:
         "--check",
         action="store_true",
         help="only check the file and print what would be served (secrets masked)",
+    )
+    status = commands.add_parser(
+        "status",
+        help="a running ops app's health checks and breakers, in one table",
+        description=(
+            "Read URL/health/detailed and URL/breakers of a running ops app (URL is where it "
+            "is mounted, e.g. http://127.0.0.1:8000/ops) and print each check with its state, "
+            "last latency and last error, and each breaker with its state and the time it "
+            "stays open. Exit status 0 healthy, 1 degraded, 2 unhealthy, unknown or "
+            "unreachable."
+        ),
+    )
+    status.add_argument("url", metavar="URL", help="the ops app's address")
+    status.add_argument("--json", action="store_true", help="print the reading as JSON")
+    status.add_argument(
+        "--watch",
+        type=_bounded(float, 0.1, 3600.0, "seconds"),
+        nargs="?",
+        const=2.0,
+        default=None,
+        metavar="SECONDS",
+        help="read again every SECONDS (default 2), redrawn in place, until Ctrl-C",
+    )
+    status.add_argument(
+        "--count",
+        type=_bounded(int, 1, 1_000_000, "a whole number"),
+        default=None,
+        metavar="N",
+        help="with --watch: stop after N readings",
+    )
+    status.add_argument(
+        "--key",
+        default=None,
+        help="the ops app's API key, to see error texts (default: $STALWART_OPS_KEY)",
+    )
+    status.add_argument(
+        "--timeout",
+        type=_bounded(float, 0.1, 300.0, "seconds"),
+        default=5.0,
+        metavar="SECONDS",
+        help="how long to wait for the ops app (default 5)",
     )
     return parser
 

@@ -1,0 +1,68 @@
+"""Text that fits a terminal: shortened in the middle, never cut into stubs.
+
+A name like ``payments-database-replica-eu-west-1`` cut at its end ("payments-da…") loses
+what tells it apart from its siblings; cut in the middle ("payments-…west-1") it keeps both
+ends. Pure functions, shared by ``stalwart status`` and the demo's live table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ("ELLIPSIS", "columns", "middle")
+
+ELLIPSIS = "…"
+MIN_KEEP = 3
+"""A shortened text keeps at least this many characters on each side of the ellipsis."""
+
+
+def middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: the start and the end, an ellipsis between
+    (the start gets the odd character). Texts that fit are returned as they are; a width
+    too small to keep ``MIN_KEEP`` characters each side keeps the start alone."""
+    text = " ".join(text.split())  # one line: newlines and runs of spaces as one space
+    if len(text) <= width:
+        return text
+    if width <= 0:
+        return ""
+    if width < 2 * MIN_KEEP + 1:
+        return text[: width - 1] + ELLIPSIS if width > 1 else ELLIPSIS
+    keep = width - 1
+    head = (keep + 1) // 2
+    return text[:head] + ELLIPSIS + text[len(text) - (keep - head) :]
+
+
+def columns(
+    rows: Sequence[Sequence[str]],
+    *,
+    width: int,
+    flexible: Sequence[int],
+    right: Sequence[int] = (),
+    gap: int = 2,
+) -> list[str]:
+    """Lay ``rows`` (the first one is the header) out in at most ``width`` characters.
+
+    Every column gets its widest cell. When that is too wide, the ``flexible`` columns (by
+    index, the first one given up first) give up characters down to their header's width,
+    and their cells are shortened in the middle. ``right``: the columns aligned right."""
+    count = max((len(row) for row in rows), default=0)
+    cells = [
+        [" ".join(str(cell).split()) for cell in row] + [""] * (count - len(row)) for row in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(count)]
+    floor = {i: max(len(cells[0][i]) if cells else 0, 2 * MIN_KEEP + 1) for i in flexible}
+    excess = sum(widths) + gap * (count - 1) - width
+    for i in flexible:
+        if excess <= 0:
+            break
+        give = min(excess, max(0, widths[i] - floor[i]))
+        widths[i] -= give
+        excess -= give
+    lines = []
+    for row in cells:
+        parts = []
+        for i, cell in enumerate(row):
+            text = middle(cell, widths[i])
+            parts.append(text.rjust(widths[i]) if i in right else text.ljust(widths[i]))
+        lines.append((" " * gap).join(parts).rstrip())
+    return lines

@@ -1,0 +1,154 @@
+"""``stalwart status URL`` against a real ops app under uvicorn, and its 80-column layout."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from servers import free_port
+from stalwart import CircuitBreaker
+from stalwart.cli import main
+from stalwart.cli._fit import ELLIPSIS, MIN_KEEP, columns, middle
+from stalwart.cli._status import command, read, render
+from stalwart.health import HealthRegistry
+from stalwart.testing import FakeClock
+from stalwart.web import ops_app
+from web.support import Serve
+
+KEY = "status-cli-key-0123456789"
+LONG_NAME = "payments-database-replica-eu-west-1-standby"
+LONG_ERROR = (
+    "OperationalError: connection to server at 10.20.30.40, port 5432 failed: timeout expired "
+    "after 2.0 s while waiting for the server to accept the connection (replica standby)"
+)
+
+
+# -- the layout (pure) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", [7, 10, 20, 33])
+def test_middle_keeps_both_ends_and_the_width(width: int) -> None:
+    text = "payments-database-replica-eu-west-1"
+    short = middle(text, width)
+    assert len(short) == width
+    head, _, tail = short.partition(ELLIPSIS)
+    assert len(head) >= MIN_KEEP
+    assert len(tail) >= MIN_KEEP
+    assert text.startswith(head)
+    assert text.endswith(tail)
+
+
+def test_middle_leaves_what_fits_alone_and_makes_one_line() -> None:
+    assert middle("database", 8) == "database"
+    assert middle("line one\n  line two", 40) == "line one line two"
+    assert middle("abcdef", 1) == ELLIPSIS
+    assert middle("abcdef", 0) == ""
+
+
+def test_columns_shrink_the_flexible_ones_first_down_to_their_header() -> None:
+    rows = [["CHECK", "STATE", "LAST ERROR"], [LONG_NAME, "degraded", LONG_ERROR]]
+    lines = columns(rows, width=80, flexible=(2, 0))
+    assert all(len(line) <= 80 for line in lines)
+    assert lines[1].startswith(LONG_NAME)  # the error gave way, the name did not have to
+    assert ELLIPSIS in lines[1]
+    narrow = columns(rows, width=40, flexible=(2, 0))
+    assert all(len(line) <= 40 for line in narrow)
+    name = narrow[1].split("  ")[0]
+    assert name.startswith("payments") and name.endswith(ELLIPSIS) is False  # noqa: PT018
+
+
+# -- against a served ops app --------------------------------------------------------------
+
+
+@pytest.fixture
+def site(serve: Serve) -> Iterator[str]:
+    clock = FakeClock()
+    health = HealthRegistry("orders", clock=clock)
+    health.add("database", lambda: True)
+    health.add(LONG_NAME, lambda: (_ for _ in ()).throw(ConnectionError(LONG_ERROR)),
+               critical=False)  # fmt: skip
+    asyncio.run(health.run_once())
+    breaker = CircuitBreaker("qbittorrent", failure_threshold=1, recovery_timeout=60.0,
+                             clock=clock)  # fmt: skip
+    breaker.force_open()
+    closed = CircuitBreaker("storage-service-with-a-rather-long-name", clock=clock)
+    app = ops_app(health=health, breakers=[breaker, closed], api_key=KEY, metrics=False)
+    with serve(app) as url:
+        yield url
+    app.close()
+
+
+def test_status_exits_1_when_degraded_and_every_line_fits_80_columns(
+    site: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    out = io.StringIO()
+    assert command(site, key=KEY, out=out) == 1
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
+    assert lines[0].startswith("DEGRADED ")
+    assert "until reset" in out.getvalue()  # the forced-open breaker
+
+
+def test_without_the_key_errors_are_hidden_and_it_says_how_to_see_them(site: str) -> None:
+    reading = read(site)
+    assert reading.redacted
+    text = render(reading, width=80)
+    assert "OperationalError" not in text
+    assert text.splitlines()[-1].startswith("errors are hidden without the ops app's key")
+
+
+def test_json_gives_the_reading_and_its_exit_status(site: str) -> None:
+    out = io.StringIO()
+    assert command(site, as_json=True, key=KEY, out=out) == 1
+    body = json.loads(out.getvalue())
+    assert body["status"] == "degraded"
+    assert body["exit_status"] == 1
+    assert body["http_status"] == 200
+    assert {c["name"] for c in body["checks"]} == {"database", LONG_NAME}
+    assert {b["name"]: b["state"] for b in body["breakers"]} == {
+        "qbittorrent": "forced_open",
+        "storage-service-with-a-rather-long-name": "closed",
+    }
+
+
+def test_unreachable_exits_2_and_says_so() -> None:
+    url = f"http://127.0.0.1:{free_port()}/ops"
+    out = io.StringIO()
+    assert command(url, out=out, timeout=2.0) == 2
+    assert out.getvalue().startswith("UNREACHABLE cannot reach http://127.0.0.")
+
+
+def test_an_unhealthy_service_exits_2_and_a_healthy_one_0(serve: Serve) -> None:
+    health = HealthRegistry("api")
+    health.add("database", lambda: False)
+    asyncio.run(health.run_once())
+    app = ops_app(health=health, metrics=False)
+    with serve(app) as url:
+        assert command(url + "/health", out=io.StringIO()) == 2  # a pasted /health URL too
+    app.close()
+    healthy = HealthRegistry("api")
+    healthy.add("database", lambda: True)
+    asyncio.run(healthy.run_once())
+    app = ops_app(health=healthy, metrics=False)
+    with serve(app) as url:
+        assert command(url, out=io.StringIO()) == 0
+    app.close()
+
+
+def test_watch_reads_again_count_times(site: str) -> None:
+    out = io.StringIO()
+    assert command(site, watch=0.1, count=3, key=KEY, out=out) == 1
+    assert out.getvalue().count("DEGRADED ") == 3
+
+
+def test_the_command_line(site: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", site, "--json", "--key", KEY]) == 1
+    assert json.loads(capsys.readouterr().out)["status"] == "degraded"
+    with pytest.raises(SystemExit):
+        main(["status", site, "--watch", "0"])  # below the 0.1 s floor
+    assert "--watch" in capsys.readouterr().err
