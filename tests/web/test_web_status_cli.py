@@ -49,16 +49,27 @@ def test_middle_leaves_what_fits_alone_and_makes_one_line() -> None:
     assert middle("abcdef", 0) == ""
 
 
-def test_columns_shrink_the_flexible_ones_first_down_to_their_header() -> None:
+def test_columns_share_the_room_between_the_flexible_ones() -> None:
     rows = [["CHECK", "STATE", "LAST ERROR"], [LONG_NAME, "degraded", LONG_ERROR]]
     lines = columns(rows, width=80, flexible=(2, 0))
     assert all(len(line) <= 80 for line in lines)
-    assert lines[1].startswith(LONG_NAME)  # the error gave way, the name did not have to
-    assert ELLIPSIS in lines[1]
-    narrow = columns(rows, width=40, flexible=(2, 0))
-    assert all(len(line) <= 40 for line in narrow)
-    name = narrow[1].split("  ")[0]
-    assert name.startswith("payments") and name.endswith(ELLIPSIS) is False  # noqa: PT018
+    name, state, error = lines[1].split("  ", 2)
+    assert state.strip() == "degraded"
+    # Both long cells keep their two ends; neither is drained to its floor by the other.
+    assert name.startswith("payments-data")
+    assert name.endswith("standby")
+    assert error.startswith("OperationalError")
+    assert error.endswith("standby)")
+    assert abs(len(name) - len(error.strip())) <= 1
+
+
+def test_a_short_cell_gives_nothing_and_a_narrow_terminal_stops_at_the_floors() -> None:
+    rows = [["CHECK", "LAST ERROR"], ["db", LONG_ERROR]]
+    line = columns(rows, width=40, flexible=(1, 0))[1]
+    assert line.startswith("db     OperationalError")  # "db" padded to its header, not cut
+    assert len(line) == 40
+    narrow = columns([["CHECK", "LAST ERROR"], [LONG_NAME, LONG_ERROR]], width=10, flexible=(1, 0))
+    assert [len(part) for part in narrow[1].split("  ")] == [7, 10]  # the floors
 
 
 # -- against a served ops app --------------------------------------------------------------
@@ -91,7 +102,12 @@ def test_status_exits_1_when_degraded_and_every_line_fits_80_columns(
     lines = out.getvalue().splitlines()
     assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
     assert lines[0].startswith("DEGRADED ")
-    assert "until reset" in out.getvalue()  # the forced-open breaker
+    table = "\n".join(lines[3:])
+    assert "ConnectionErr" in table  # the error's start ...
+    assert "standby)" in table  # ... and its end, shortened in the middle
+    assert "payments-" in table  # the long check name keeps both ends too
+    assert "until reset" in table  # the forced-open breaker
+    print(out.getvalue())
 
 
 def test_without_the_key_errors_are_hidden_and_it_says_how_to_see_them(site: str) -> None:

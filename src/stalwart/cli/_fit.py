@@ -43,8 +43,10 @@ def columns(
     """Lay ``rows`` (the first one is the header) out in at most ``width`` characters.
 
     Every column gets its widest cell. When that is too wide, the ``flexible`` columns (by
-    index, the first one given up first) give up characters down to their header's width,
-    and their cells are shortened in the middle. ``right``: the columns aligned right."""
+    index) give up characters, the widest of them first, so that they end up sharing the
+    room rather than one of them losing all of it; none goes below its header's width (or
+    ``2 * MIN_KEEP + 1``). Their cells are shortened in the middle. ``right``: the columns
+    aligned right."""
     count = max((len(row) for row in rows), default=0)
     cells = [
         [" ".join(str(cell).split()) for cell in row] + [""] * (count - len(row)) for row in rows
@@ -52,12 +54,17 @@ def columns(
     widths = [max(len(row[i]) for row in cells) for i in range(count)]
     floor = {i: max(len(cells[0][i]) if cells else 0, 2 * MIN_KEEP + 1) for i in flexible}
     excess = sum(widths) + gap * (count - 1) - width
-    for i in flexible:
-        if excess <= 0:
-            break
-        give = min(excess, max(0, widths[i] - floor[i]))
-        widths[i] -= give
-        excess -= give
+    while excess > 0:
+        shrinkable = [i for i in flexible if widths[i] > floor[i]]
+        if not shrinkable:
+            break  # as narrow as it goes: the terminal wraps the rest
+        widest = max(shrinkable, key=lambda i: widths[i])
+        others = [widths[i] for i in shrinkable if i != widest]
+        # Down to the next widest (or the floor, or as far as needed), in one step.
+        target = max([floor[widest], *others, widths[widest] - excess])
+        step = max(1, widths[widest] - target)
+        widths[widest] -= step
+        excess -= step
     lines = []
     for row in cells:
         parts = []

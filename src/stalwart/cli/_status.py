@@ -9,6 +9,7 @@ without its key: ``--key`` (or ``STALWART_OPS_KEY``) shows them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -93,7 +94,8 @@ def read(url: str, *, key: str | None = None, timeout: float = 5.0) -> Reading:
     checks = [dict(check, name=name) for name, check in (body.get("checks") or {}).items()]
     found: list[dict[str, Any]] = []
     if breakers.status_code == 200:
-        with _suppressed():
+        # A malformed /breakers listing is left out, not a crash.
+        with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
             found = [dict(b, name=name) for name, b in breakers.json()["breakers"].items()]
     redacted = not key and any(
         c.get("error") is None and c.get("status") != "healthy" for c in checks
@@ -109,16 +111,6 @@ def read(url: str, *, key: str | None = None, timeout: float = 5.0) -> Reading:
         found,
         redacted,
     )
-
-
-class _suppressed:
-    """A malformed /breakers listing is left out, not a crash."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, et: Any, exc: Any, tb: Any) -> bool:
-        return et is not None and issubclass(et, (ValueError, KeyError, TypeError, AttributeError))
 
 
 def _duration(seconds: Any) -> str:
