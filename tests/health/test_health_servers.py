@@ -29,7 +29,11 @@ from stalwart.health import (
 
 HEALTHY, DEGRADED, UNHEALTHY = HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY
 TIMEOUT = 0.4  # the checks' timeout under the blackhole
-WAIT = 10.0  # bound on every poll
+WAIT = 20.0
+"""Bound on every poll. Above psycopg's own worst case: a query cut by the blackhole is
+cancelled over the same dead path (5 s for the cancel request, 5 s more for the query), and
+until it has unwound later runs of the check fail at once, so recovery can lag the healed
+network by up to 10 s (seen once in CI: still unhealthy at the old 10 s bound)."""
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
