@@ -18,8 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stalwart import BulkheadFullError, CallRejected, ConfigError, Event
+from stalwart import BulkheadFullError, ConfigError
 from stalwart._bulkhead import Bulkhead, BulkheadCore, BulkheadEntered
+from stalwart.events import CallRejected, Event
 from stalwart.testing import FakeClock, set_testing
 from threads import run_threads, switching_threads_often
 

@@ -7,14 +7,8 @@ from typing import Any
 
 import pytest
 
-from stalwart import (
-    CacheFallback,
-    CircuitBreaker,
-    CircuitOpenError,
-    ConfigError,
-    Pipeline,
-    StaleServed,
-)
+from stalwart import CacheFallback, CircuitBreaker, CircuitOpenError, ConfigError, Pipeline
+from stalwart.events import StaleServed
 from stalwart.testing import FakeClock
 
 

@@ -10,7 +10,6 @@ from stalwart import (
     CircuitBreaker,
     ConfigError,
     DeadlineExceeded,
-    Event,
     Fallback,
     Pipeline,
     Retry,
@@ -18,6 +17,7 @@ from stalwart import (
     Timeout,
 )
 from stalwart.chaos import ChaosFault, ChaosInjected, ChaosLatency, ChaosResult
+from stalwart.events import Event
 from stalwart.testing import FakeClock
 
 

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from stalwart import CircuitBreaker, CircuitOpenError, Event, State, StateTransition
+from stalwart import CircuitBreaker, CircuitOpenError, State
+from stalwart.events import Event, StateTransition
 from stalwart.testing import FakeClock
 from threads import run_threads, switching_threads_often
 

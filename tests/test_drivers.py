@@ -10,15 +10,8 @@ import time
 
 import pytest
 
-from stalwart import (
-    CallRejected,
-    CircuitBreaker,
-    CircuitOpenError,
-    ConfigError,
-    DeadlineExceeded,
-    State,
-    Timeout,
-)
+from stalwart import CircuitBreaker, CircuitOpenError, ConfigError, DeadlineExceeded, State, Timeout
+from stalwart.events import CallRejected
 from stalwart.testing import FakeClock
 
 

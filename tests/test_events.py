@@ -9,17 +9,15 @@ from collections.abc import Iterator
 import pytest
 
 import stalwart
-from stalwart import (
+from stalwart import CircuitBreaker, CircuitOpenError, State
+from stalwart.events import (
     CallFailed,
     CallIgnored,
     CallRejected,
     CallSucceeded,
-    CircuitBreaker,
-    CircuitOpenError,
     Event,
     LoggingListener,
     SlowCall,
-    State,
     StateTransition,
 )
 from stalwart.testing import FakeClock

@@ -15,11 +15,11 @@ from stalwart import (
     CircuitOpenError,
     ConfigError,
     DeadlineExceeded,
-    Event,
     RateLimitedError,
     Rejected,
 )
 from stalwart._fallback import DEFAULT_ON, Fallback, FallbackConfig, FallbackUsed
+from stalwart.events import Event
 from stalwart.testing import FakeClock
 
 

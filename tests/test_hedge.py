@@ -14,8 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import stalwart
-from stalwart import ConfigError, Event
+from stalwart import ConfigError
 from stalwart._hedge import Hedge, HedgeCore, HedgeStarted, HedgeWon
+from stalwart.events import Event
 from stalwart.testing import FakeClock, set_testing
 
 T = TypeVar("T")

@@ -9,6 +9,7 @@ import pytest
 
 import stalwart
 import stalwart.chaos
+import stalwart.events
 import stalwart.health
 import stalwart.http
 import stalwart.journal
@@ -41,6 +42,7 @@ def test_all_lists_exactly_the_public_names() -> None:
     assert set(stalwart.testing.__all__) == _public_names(stalwart.testing)
     for module in (
         stalwart.chaos,
+        stalwart.events,
         stalwart.health,
         stalwart.http,
         stalwart.journal,
@@ -65,7 +67,7 @@ def test_import_stalwart_imports_no_optional_dependency() -> None:
     code = (
         "import sys, stalwart, stalwart.testing, stalwart.chaos, stalwart.presets\n"
         "import stalwart.health, stalwart.web, stalwart.journal, stalwart.supervisor\n"
-        "import stalwart.redis, stalwart.poller\n"
+        "import stalwart.redis, stalwart.poller, stalwart.events\n"
         "std = sys.stdlib_module_names\n"
         "extra = sorted({m.split('.')[0] for m in sys.modules} - set(std)"
         " - {'stalwart', '__main__', '_distutils_hack', 'sitecustomize', 'usercustomize'})\n"

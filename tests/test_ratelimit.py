@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import stalwart
-from stalwart import CallRejected, ConfigError, Event, RateLimitedError, Rejected, _ratelimit
+from stalwart import ConfigError, RateLimitedError, Rejected, _ratelimit
 from stalwart._ratelimit import (
     GCRA,
     Rate,
@@ -25,6 +25,7 @@ from stalwart._ratelimit import (
     RateLimitWaited,
     TokenBucket,
 )
+from stalwart.events import CallRejected, Event
 from stalwart.testing import FakeClock, set_testing
 from threads import run_threads, switching_threads_often
 

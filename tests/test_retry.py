@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stalwart import CircuitBreaker, CircuitOpenError, ConfigError, Event
+from stalwart import CircuitBreaker, CircuitOpenError, ConfigError
 from stalwart._backoff import JITTERS, Jitter
 from stalwart._pipeline import Pipeline
 from stalwart._retry import (
@@ -26,6 +26,7 @@ from stalwart._retry import (
     RetryGaveUp,
     retry,
 )
+from stalwart.events import Event
 from stalwart.testing import FakeClock, set_testing
 
 
@@ -790,7 +791,7 @@ def test_defaults_are_bounded() -> None:
 
 
 def test_a_success_is_reported_with_the_attempts_it_took_on_every_form() -> None:
-    from stalwart import RetrySucceeded
+    from stalwart.events import RetrySucceeded
 
     clock = FakeClock()
     policy = Retry(on=OSError, max_attempts=5, name="api", clock=clock)
@@ -817,7 +818,7 @@ def test_a_success_is_reported_with_the_attempts_it_took_on_every_form() -> None
 
 
 def test_giving_up_is_not_reported_as_a_success() -> None:
-    from stalwart import RetrySucceeded
+    from stalwart.events import RetrySucceeded
 
     policy = Retry(on=OSError, max_attempts=2, clock=FakeClock())
     seen: list[object] = []

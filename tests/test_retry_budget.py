@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from stalwart import ConfigError, Event
+from stalwart import ConfigError
 from stalwart._retry import (
     BudgetCore,
     Retry,
@@ -20,6 +20,7 @@ from stalwart._retry import (
     RetryBudgetExhausted,
     RetryGaveUp,
 )
+from stalwart.events import Event
 from stalwart.testing import FakeClock
 
 

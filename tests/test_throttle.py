@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from stalwart import CallRejected, ConfigError, Event, RateLimitedError
+from stalwart import ConfigError, RateLimitedError
 from stalwart._throttle import AdaptiveThrottle, ThrottleConfig, ThrottleCore, ThrottleStats
+from stalwart.events import CallRejected, Event
 from stalwart.testing import FakeClock
 
 

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stalwart import CircuitBreaker, ConfigError, DeadlineExceeded, Event, Rejected
+from stalwart import CircuitBreaker, ConfigError, DeadlineExceeded, Rejected
 from stalwart._timeout import TimedOut, Timeout, TimeoutConfig, remaining
+from stalwart.events import Event
 from stalwart.testing import FakeClock, set_testing
 
 SHORT = 0.02  # real seconds: only where real cancellation or real threads are the point

@@ -4,7 +4,8 @@ Circuit breakers, retries, timeouts, fallbacks, bulkheads, rate limiters, hedgin
 adaptive throttling that hold their limits across threads and asyncio tasks, compose in a
 ``Pipeline`` you can read, report every change as a typed event, and are tested without
 real sleeping. Optional parts live in subpackages (``stalwart.testing``,
-``stalwart.presets``, ...).
+``stalwart.presets``, ...); the event types in ``stalwart.events``. docs/api.md lists every
+public name.
 
 Names are loaded on first use (PEP 562), so ``import stalwart`` costs almost nothing: the
 pytest plugin and the command line import it on every start.
@@ -13,6 +14,7 @@ pytest plugin and the command line import it on every start.
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -27,9 +29,7 @@ if TYPE_CHECKING:
     from ._breaker import circuit_breaker as circuit_breaker
     from ._breaker import circuit_breakers as circuit_breakers
     from ._bulkhead import Bulkhead as Bulkhead
-    from ._bulkhead import BulkheadEntered as BulkheadEntered
     from ._cache import CacheFallback as CacheFallback
-    from ._cache import StaleServed as StaleServed
     from ._clock import Clock as Clock
     from ._clock import SystemClock as SystemClock
     from ._errors import BulkheadFullError as BulkheadFullError
@@ -39,30 +39,14 @@ if TYPE_CHECKING:
     from ._errors import RateLimitedError as RateLimitedError
     from ._errors import Rejected as Rejected
     from ._errors import StalwartError as StalwartError
-    from ._events import CallFailed as CallFailed
-    from ._events import CallIgnored as CallIgnored
-    from ._events import CallRejected as CallRejected
-    from ._events import CallSucceeded as CallSucceeded
-    from ._events import Event as Event
-    from ._events import LoggingListener as LoggingListener
-    from ._events import SlowCall as SlowCall
-    from ._events import StateTransition as StateTransition
     from ._events import add_listener as add_listener
     from ._events import remove_listener as remove_listener
     from ._fallback import Fallback as Fallback
-    from ._fallback import FallbackUsed as FallbackUsed
     from ._hedge import Hedge as Hedge
-    from ._hedge import HedgeStarted as HedgeStarted
-    from ._hedge import HedgeWon as HedgeWon
     from ._pipeline import Pipeline as Pipeline
     from ._ratelimit import RateLimiter as RateLimiter
-    from ._ratelimit import RateLimitWaited as RateLimitWaited
     from ._retry import Retry as Retry
-    from ._retry import RetryAttempt as RetryAttempt
     from ._retry import RetryBudget as RetryBudget
-    from ._retry import RetryBudgetExhausted as RetryBudgetExhausted
-    from ._retry import RetryGaveUp as RetryGaveUp
-    from ._retry import RetrySucceeded as RetrySucceeded
     from ._retry import retry as retry
     from ._throttle import AdaptiveThrottle as AdaptiveThrottle
     from ._timeout import TimedOut as TimedOut
@@ -78,43 +62,25 @@ __all__ = (
     "BreakerConfig",
     "BreakerSnapshot",
     "Bulkhead",
-    "BulkheadEntered",
     "BulkheadFullError",
     "CacheFallback",
-    "CallFailed",
-    "CallIgnored",
-    "CallRejected",
-    "CallSucceeded",
     "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
     "ConfigError",
     "DeadlineExceeded",
-    "Event",
     "Fallback",
-    "FallbackUsed",
     "Hedge",
-    "HedgeStarted",
-    "HedgeWon",
-    "LoggingListener",
     "Pipeline",
     "PollHint",
     "PollIntervals",
-    "RateLimitWaited",
     "RateLimitedError",
     "RateLimiter",
     "Rejected",
     "Retry",
-    "RetryAttempt",
     "RetryBudget",
-    "RetryBudgetExhausted",
-    "RetryGaveUp",
-    "RetrySucceeded",
-    "SlowCall",
-    "StaleServed",
     "StalwartError",
     "State",
-    "StateTransition",
     "SystemClock",
     "TimedOut",
     "Timeout",
@@ -140,7 +106,6 @@ _HOMES: dict[str, str] = {
     "circuit_breaker": "_breaker",
     "circuit_breakers": "_breaker",
     "Bulkhead": "_bulkhead",
-    "BulkheadEntered": "_bulkhead",
     "Clock": "_clock",
     "SystemClock": "_clock",
     "BulkheadFullError": "_errors",
@@ -150,32 +115,15 @@ _HOMES: dict[str, str] = {
     "RateLimitedError": "_errors",
     "Rejected": "_errors",
     "StalwartError": "_errors",
-    "CallFailed": "_events",
-    "CallIgnored": "_events",
-    "CallRejected": "_events",
-    "CallSucceeded": "_events",
-    "Event": "_events",
-    "LoggingListener": "_events",
-    "SlowCall": "_events",
-    "StateTransition": "_events",
     "add_listener": "_events",
     "remove_listener": "_events",
     "CacheFallback": "_cache",
-    "StaleServed": "_cache",
     "Fallback": "_fallback",
-    "FallbackUsed": "_fallback",
     "Hedge": "_hedge",
-    "HedgeStarted": "_hedge",
-    "HedgeWon": "_hedge",
     "Pipeline": "_pipeline",
     "RateLimiter": "_ratelimit",
-    "RateLimitWaited": "_ratelimit",
     "Retry": "_retry",
-    "RetryAttempt": "_retry",
     "RetryBudget": "_retry",
-    "RetryBudgetExhausted": "_retry",
-    "RetryGaveUp": "_retry",
-    "RetrySucceeded": "_retry",
     "retry": "_retry",
     "AdaptiveThrottle": "_throttle",
     "TimedOut": "_timeout",
@@ -186,9 +134,37 @@ _HOMES: dict[str, str] = {
 """Where each public name lives (its private module)."""
 
 
+_MOVED: dict[str, str] = dict.fromkeys(
+    (
+        "BulkheadEntered",
+        "CallFailed",
+        "CallIgnored",
+        "CallRejected",
+        "CallSucceeded",
+        "Event",
+        "FallbackUsed",
+        "HedgeStarted",
+        "HedgeWon",
+        "LoggingListener",
+        "RateLimitWaited",
+        "RetryAttempt",
+        "RetryBudgetExhausted",
+        "RetryGaveUp",
+        "RetrySucceeded",
+        "SlowCall",
+        "StaleServed",
+        "StateTransition",
+    ),
+    "events",
+)
+"""Names that left the root for a public submodule: still served, with a warning."""
+
+
 def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
+        if name in _MOVED:
+            return _moved(name)
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
     globals()[name] = value  # from now on a plain module attribute
@@ -197,3 +173,15 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+def _moved(name: str) -> Any:
+    # Not cached in globals(): every old-style import keeps warning until it is changed.
+    new_home = f"{__name__}.{_MOVED[name]}"
+    warnings.warn(
+        f"stalwart.{name} moved to {new_home}: import it from there"
+        f" (from {new_home} import {name})",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return getattr(importlib.import_module(new_home), name)

@@ -10,7 +10,7 @@ Shape (the same for every stalwart strategy):
   only, and waits: a thread on a ``threading.Event``, an asyncio task on a future of its
   own loop (woken with ``call_soon_threadsafe``). So one instance serves threads and tasks
   of any number of event loops at the same time;
-* its events: :class:`~stalwart.CallRejected` (``strategy="bulkhead"``) and
+* its events: :class:`~stalwart.events.CallRejected` (``strategy="bulkhead"``) and
   :class:`BulkheadEntered`.
 
 Hand-off. A slot that comes free while callers wait is given to the first waiter

@@ -19,7 +19,8 @@ from redis.cluster import key_slot
 from distributed.conftest import MakeStore
 from distributed.support import Down, failing, until, working
 from servers import RedisServer
-from stalwart import CircuitBreaker, CircuitOpenError, State, StateTransition, circuit_breaker
+from stalwart import CircuitBreaker, CircuitOpenError, State, circuit_breaker
+from stalwart.events import StateTransition
 from stalwart.testing import FakeClock
 
 OPEN, CLOSED, HALF_OPEN = State.OPEN, State.CLOSED, State.HALF_OPEN

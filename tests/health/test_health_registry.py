@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from stalwart import CircuitBreaker, ConfigError, Event
+from stalwart import CircuitBreaker, ConfigError
+from stalwart.events import Event
 from stalwart.health import (
     CheckCompleted,
     CheckResult,

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from stalwart import Backoff, ConfigError, Event
+from stalwart import Backoff, ConfigError
+from stalwart.events import Event
 from stalwart.supervisor import (
     ConnectionState,
     MessagesDropped,

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from stalwart import Backoff, CircuitBreaker, Event
+from stalwart import Backoff, CircuitBreaker
 from stalwart.chaos import ChaosProxy
+from stalwart.events import Event
 from stalwart.supervisor import (
     Connected,
     ConnectFailed,

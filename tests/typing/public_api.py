@@ -15,12 +15,10 @@ from stalwart import (
     CircuitBreaker,
     CircuitOpenError,
     Clock,
-    Event,
-    LoggingListener,
     PollHint,
     State,
-    StateTransition,
 )
+from stalwart.events import Event, LoggingListener, StateTransition
 from stalwart.testing import FakeClock
 
 clock: Clock = FakeClock()  # FakeClock satisfies the Clock protocol

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 import stalwart
-from stalwart import StateTransition
 from stalwart._events import _GLOBAL
+from stalwart.events import StateTransition
 from stalwart.health import HealthRegistry
 from stalwart.web import OpsApp, ops_app
 from stalwart.web._stream import HEARTBEAT, HELLO, EventStream
@@ -206,7 +206,7 @@ def test_frames_are_redacted_for_subscribers_without_the_key() -> None:
     admin = stream.subscribe(redact=False, wake=lambda: None)
     assert anonymous is not None
     assert admin is not None
-    failed = stalwart.CallFailed(
+    failed = stalwart.events.CallFailed(
         name="db", strategy="circuit_breaker", at=1.0, duration=0.1, exception=OSError(SECRET_DSN)
     )
     try:

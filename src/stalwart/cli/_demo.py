@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 
 from rich.console import Console
 
-from .. import CircuitBreaker, Event, StateTransition
+from .. import CircuitBreaker
+from ..events import Event, StateTransition
 from ._callers import Call, make_client, protected_call, unprotected_call, work
 from ._ops import HEALTH_SIDE, OPS_SWITCHED_OFF, OpsServer, OpsUnavailable, urls_text
 from ._plan import PHASES, DemoPlan, Phase

@@ -32,7 +32,8 @@ from ._upstream import SIDE_HEADER
 if TYPE_CHECKING:
     import httpx
 
-    from .. import CircuitBreaker, Event
+    from .. import CircuitBreaker
+    from ..events import Event
 
 __all__ = (
     "CHECK_NAME",

@@ -15,6 +15,8 @@ __all__ = ("BatchFinished", "BatchPaused", "BatchProgress", "BatchResumed", "Bat
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BatchStarted(Event):
+    """A run began: ``total`` items in the input, ``skipped`` already recorded."""
+
     total: int
     skipped: int
     """Already recorded: not run again."""
@@ -42,11 +44,15 @@ class BatchPaused(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BatchResumed(Event):
+    """The workers go on after a pause of ``paused_seconds``."""
+
     paused_seconds: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BatchFinished(Event):
+    """The run ended with the session's ``status``; ``stopped`` says why, if it stopped early."""
+
     status: str
     done: int
     failed: int

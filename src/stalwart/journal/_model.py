@@ -49,6 +49,8 @@ class ResultNotSerializable(JournalError, TypeError):
 
 
 class SessionStatus(enum.Enum):
+    """Where a session is: running, paused, completed, failed (its value is what JSON shows)."""
+
     RUNNING = "running"
     """A runner is at work (or died without saying so: see ``SessionInfo.active``)."""
     PAUSED = "paused"
