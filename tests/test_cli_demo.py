@@ -18,6 +18,7 @@ from rich.console import Console
 
 from stalwart.chaos import ProxyFaults
 from stalwart.cli import _demo, main
+from stalwart.cli._fit import ELLIPSIS
 from stalwart.cli._ops import ROUTES, Change, OpsRecord, reading_of, urls_text
 from stalwart.cli._plan import MIN_DURATION, PHASES, UNPROTECTED_TIMEOUT_CAP, DemoPlan, Phase
 from stalwart.cli._report import label as phase_label
@@ -390,6 +391,46 @@ def test_the_live_view_names_the_current_fault_and_the_requests_each_proxy_count
         text = out.getvalue()
         assert f"fault: {name} (" in text
         assert re.search(r"protected\s*│\s*open\s*│\s*12\s*│", text), text
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_the_live_view_fits_the_terminal_and_cuts_no_cell_into_a_stub(width: int) -> None:
+    busy = SideRow(
+        "protected", "half_open", 123456, 234567, 200000, 30000, 4567, 12, 0.0123, 0.51, 1.02
+    )
+    slow = SideRow("unprotected", None, 99999, 99999, 50000, 49000, None, 999, 9.9, 10.0, 10.0)
+    urls = urls_text("http://127.0.0.1:41577", ROUTES)
+    poller = "poll every 60 s: the breaker is open, so the page waits (retry in 4.2 s)"
+    status = Status(PLAN, 2.0, Phase.BLACKHOLE, (busy, slow), urls, "unhealthy", poller)
+    out = io.StringIO()
+    Console(file=out, width=width).print(_table(status, width))
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= width, "\n".join(lines)
+    text = out.getvalue()
+    # Every number, state and time is whole: only a side name may give way, in the middle.
+    for cell in (
+        "half_open",
+        "123456",
+        "200000",
+        "30000",
+        "4567",
+        "12 ms",
+        "510 ms",
+        "1.02 s",
+        "99999",
+        "49000",
+        "999",
+        "9.90 s",
+        "10.00 s",
+        "unhealthy",
+    ):
+        assert cell in text, (cell, text)
+    assert ("calls" in text) == ("234567" in text)  # a narrow terminal may drop the sum
+    assert "calls" in text or width == 80
+    assert re.search(rf"pro\w*{ELLIPSIS}?\w*ted ", text), text
+    for whole in ("breaker", "/dashboard", "retry in 4.2 s"):
+        assert whole in text
+    assert not re.search(rf"{ELLIPSIS}(\s|$)", text), "a cell was cut at its end: " + text
 
 
 # -- switching the proxies ------------------------------------------------------------------

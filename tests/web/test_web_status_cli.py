@@ -12,7 +12,7 @@ import pytest
 from servers import free_port
 from stalwart import CircuitBreaker
 from stalwart.cli import main
-from stalwart.cli._fit import ELLIPSIS, MIN_KEEP, columns, middle
+from stalwart.cli._fit import ELLIPSIS, MIN_KEEP, columns, middle, pack
 from stalwart.cli._status import command, read, render
 from stalwart.health import HealthRegistry
 from stalwart.testing import FakeClock
@@ -91,6 +91,13 @@ def site(serve: Serve) -> Iterator[str]:
     with serve(app) as url:
         yield url
     app.close()
+
+
+def test_pack_fills_lines_in_order_and_shortens_only_what_no_line_holds() -> None:
+    assert pack(["ab", "cd", "ef"], 8, sep=" ") == ["ab cd ef"]
+    assert pack(["ab", "cd", "ef"], 5, sep=" ") == ["ab cd", "ef"]
+    assert pack(["a" * 20, "b"], 9) == [f"aaaa{ELLIPSIS}aaaa", "b"]
+    assert pack([], 10) == []
 
 
 def test_status_exits_1_when_degraded_and_every_line_fits_80_columns(

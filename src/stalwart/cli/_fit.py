@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ("ELLIPSIS", "columns", "middle")
+__all__ = ("ELLIPSIS", "columns", "middle", "pack")
 
 ELLIPSIS = "…"
 MIN_KEEP = 3
@@ -72,4 +72,17 @@ def columns(
             text = middle(cell, widths[i])
             parts.append(text.rjust(widths[i]) if i in right else text.ljust(widths[i]))
         lines.append((" " * gap).join(parts).rstrip())
+    return lines
+
+
+def pack(segments: Sequence[str], width: int, *, sep: str = "   ") -> list[str]:
+    """``segments`` in order, joined by ``sep``, on as few lines of at most ``width``
+    characters as they go; a segment wider than a line is shortened in the middle."""
+    lines: list[str] = []
+    for segment in segments:
+        text = middle(segment, width)
+        if lines and len(lines[-1]) + len(sep) + len(text) <= width:
+            lines[-1] += sep + text
+        else:
+            lines.append(text)
     return lines

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, TextIO
 
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ._fit import middle, pack
 from ._plan import DemoPlan, Phase
 from ._report import label
 from ._stats import SideStats, percentile
@@ -131,64 +133,135 @@ class LiveView:
         self._live.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def update(self, status: Status) -> None:
-        self._live.update(_table(status), refresh=True)
+        self._live.update(_table(status, self._live.console.width), refresh=True)
 
 
-def _table(status: Status) -> Table:
+_COLUMNS = (
+    # (header, header when the terminal is narrow, a note for the caption when it is)
+    ("side", "side", None),
+    ("breaker", "breaker", None),
+    ("sent", "sent", None),
+    ("calls", "calls", None),
+    ("answered", "ok", "ok: answered"),
+    ("failed", "failed", None),
+    ("rejected", "refused", "refused: rejected by the breaker"),
+    ("in flight", "in\nflight", None),
+    ("p50", "p50", None),
+    ("p99", "p99", None),
+    ("worst wait", "worst\nwait", None),
+)
+_WIDE_BORDERS = 3 * len(_COLUMNS) + 1
+"""What the boxed table adds to its cells: a rule and a space each side of every cell."""
+_SIDE_MIN = 7
+_DROPPED_FIRST = (3, 8)
+"""When even that is too wide: calls (the sum of the columns after it), then p50."""
+
+
+def _widest(header: str) -> str:
+    return max(header.split("\n"), key=len)
+
+
+def _table(status: Status, width: int = 200) -> Table:
+    """The live table, laid out for a terminal ``width`` columns wide.
+
+    When the boxed table does not fit, it drops its box, takes shorter headers (explained
+    in the caption) and shortens the side names in the middle, so that 80 columns hold it
+    without a cell cut into a stub."""
     plan = status.plan
+    cells = [_cells(row, plan) for row in status.rows]
+    longest = [max([0, *(len(row[i].plain) for row in cells)]) for i in range(len(_COLUMNS))]
+    natural = [max(len(header), n) for (header, _, _), n in zip(_COLUMNS, longest, strict=True)]
+    wide = sum(natural) + _WIDE_BORDERS <= width
+    head = _head(status, width)
+    caption = [
+        f"protected: breaker, {plan.call_timeout:g} s timeout",
+        f"unprotected: no breaker, {plan.unprotected_timeout:g} s timeout",
+        "sent: requests counted at each side's chaos proxy",
+    ]
+    headers = [header for header, _, _ in _COLUMNS]
+    shown = list(range(len(_COLUMNS)))
+    if wide:
+        table = Table(title=head, caption="   ".join([*caption, _STOP]))
+    else:
+        caption += [note for _, _, note in _COLUMNS if note] + [_STOP]
+        headers = [narrow for _, narrow, _ in _COLUMNS]
+        taken = [max(len(_widest(h)), n) for h, n in zip(headers, longest, strict=True)]
+
+        def need(gap: int) -> int:  # every shown column but the side's, and the gaps
+            return sum(taken[i] for i in shown[1:]) + gap * (len(shown) - 1)
+
+        # Each column gets its widest line, two spaces apart, or one when that is too
+        # much; then the least telling columns go; the side names give up the rest.
+        gap = 2 if need(2) + taken[0] <= width else 1
+        for column in _DROPPED_FIRST:
+            if need(gap) + _SIDE_MIN <= width:
+                break
+            shown.remove(column)
+        room = max(_SIDE_MIN, width - need(gap))
+        for row in cells:
+            row[0] = Text(middle(row[0].plain, room), row[0].style)
+        table = Table(
+            title=head,
+            caption="\n".join(pack(caption, width)),
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            padding=(0, gap - 1, 0, 0),
+            title_justify="left",
+            caption_justify="left",
+        )
+    for i in shown:
+        table.add_column(headers[i], justify="left" if i < 2 else "right", no_wrap=True)
+    for row in cells:
+        table.add_row(*(row[i] for i in shown))
+    return table
+
+
+_STOP = "Ctrl-C stops and prints the summary"
+
+
+def _head(status: Status, width: int) -> Text:
+    """The title: the fault now and the time left, the ops app, the poller's pace."""
     phase = status.phase
+    plan = status.plan
+    timing = (
+        f"phase ends in {max(0.0, plan.phase_end(phase) - status.elapsed):.1f} s"
+        f"   {max(0.0, plan.duration - status.elapsed):.1f} s left"
+    )
     title = Text.assemble(
         "stalwart demo   fault: ",
         (label(phase), _PHASE_STYLE[phase]),
         f" ({_FAULT_SHORT[phase]})",
-        f"   phase ends in {max(0.0, plan.phase_end(phase) - status.elapsed):.1f} s"
-        f"   {max(0.0, plan.duration - status.elapsed):.1f} s left",
     )
-    caption = (
-        f"protected: breaker, {plan.call_timeout:g} s timeout   "
-        f"unprotected: no breaker, {plan.unprotected_timeout:g} s timeout   "
-        "sent: requests counted at each side's chaos proxy   Ctrl-C stops and prints the summary"
-    )
+    title.append("   " if len(title) + 3 + len(timing) <= width else "\n")
+    title.append(timing)
     if status.ops_urls is not None:
-        title.append(f"\nops app: {status.ops_urls}")
+        urls = status.ops_urls.split("  ")
+        title.append("\n" + "\n".join(pack([f"ops app: {urls[0]}", *urls[1:]], width, sep="  ")))
         health = status.health or "not checked yet"
-        title.append("   /health: ")
+        title.append("\n/health: ")
         title.append(health, _HEALTH_STYLE.get(health, ""))
     if status.poller is not None:
-        title.append(f"\n{status.poller}")
-    table = Table(title=title, caption=caption)
-    headers = (
-        "side",
-        "breaker",
-        "sent",
-        "calls",
-        "answered",
-        "failed",
-        "rejected",
-        "in flight",
-    )
-    for header in headers:
-        table.add_column(header, justify="left" if header in ("side", "breaker") else "right")
-    for header in ("p50", "p99", "worst wait"):
-        table.add_column(header, justify="right")
-    for row in status.rows:
-        state = Text(row.breaker or "-", _STATE_STYLE.get(row.breaker or "", ""))
-        too_long = row.breaker is not None and row.worst_wait > plan.wait_limit
-        worst = Text(f"{row.worst_wait:.2f} s", "bold red" if too_long else "")
-        table.add_row(
-            row.name,
-            state,
-            str(row.requests),
-            str(row.calls),
-            str(row.answered),
-            str(row.failed),
-            "-" if row.rejected is None else str(row.rejected),
-            str(row.in_flight),
-            _ms(row.p50),
-            _ms(row.p99),
-            worst,
-        )
-    return table
+        title.append("\n" + middle(status.poller, width))
+    return title
+
+
+def _cells(row: SideRow, plan: DemoPlan) -> list[Text]:
+    state = Text(row.breaker or "-", _STATE_STYLE.get(row.breaker or "", ""))
+    too_long = row.breaker is not None and row.worst_wait > plan.wait_limit
+    return [
+        Text(row.name),
+        state,
+        Text(str(row.requests)),
+        Text(str(row.calls)),
+        Text(str(row.answered)),
+        Text(str(row.failed)),
+        Text("-" if row.rejected is None else str(row.rejected)),
+        Text(str(row.in_flight)),
+        Text(_ms(row.p50)),
+        Text(_ms(row.p99)),
+        Text(f"{row.worst_wait:.2f} s", "bold red" if too_long else ""),
+    ]
 
 
 def _ms(value: float | None) -> str:
