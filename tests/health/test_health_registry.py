@@ -24,7 +24,7 @@ from stalwart.health import (
     HealthReport,
     HealthStatus,
 )
-from stalwart.health._registry import judge
+from stalwart.health._registry import MAX_ABANDONED, judge
 from stalwart.health._scheduler import Schedule
 from stalwart.testing import FakeClock
 from threads import run_threads, switching_threads_often
@@ -266,7 +266,7 @@ def test_a_checks_own_timeout_error_is_an_ordinary_failure(registry: HealthRegis
     assert registry.get("db").error == "TimeoutError: upstream said so"
 
 
-def test_a_hung_sync_check_fails_at_its_timeout_and_is_not_started_again_while_it_hangs() -> None:
+def test_a_hung_sync_check_fails_at_its_timeout_and_at_most_3_threads_hang() -> None:
     registry = HealthRegistry("api")
     release = threading.Event()
     calls: list[int] = []
@@ -276,15 +276,17 @@ def test_a_hung_sync_check_fails_at_its_timeout_and_is_not_started_again_while_i
         release.wait(POLL)
 
     registry.add("db", hang, timeout=0.05)
+    for started in range(1, MAX_ABANDONED + 2):  # a new run beside each hung one, to a bound
+        run(registry.run_once())
+        assert registry.get("db").error == "timed out after 0.05 s"
+        assert len(calls) == started
     run(registry.run_once())
-    assert registry.get("db").error == "timed out after 0.05 s"
-    run(registry.run_once())
-    assert registry.get("db").error == "the previous run has not returned yet"
-    assert len(calls) == 1
+    assert registry.get("db").error == "3 earlier runs have not returned yet"
+    assert len(calls) == MAX_ABANDONED + 1
     release.set()
     wait_until(lambda: not registry._entries["db"].busy)
     run(registry.run_once())
-    assert len(calls) == 2
+    assert len(calls) == MAX_ABANDONED + 2
 
 
 def test_a_sync_check_runs_off_the_event_loop() -> None:
@@ -829,16 +831,42 @@ def test_a_timed_out_async_check_is_failed_at_its_timeout_not_when_it_unwinds() 
         registry = HealthRegistry("api")
         registry.add("db", slow_to_cancel, timeout=0.05)
         # Judged at the timeout, while the cleanup still runs (bounded: it never ends alone).
-        first = await asyncio.wait_for(registry.run_once(), 5)
+        errors = [(await asyncio.wait_for(registry.run_once(), 5)).checks["db"].error]
         assert not unwound.is_set()
-        second = await registry.run_once()  # the first run is still unwinding
+        # Each next run starts while the earlier ones are all still unwinding.
+        errors += [(await registry.run_once()).checks["db"].error for _ in range(3)]
         release.set()
         await asyncio.wait_for(unwound.wait(), 5)
-        return first.checks["db"].error, second.checks["db"].error
+        return errors
 
-    first, second = asyncio.run(main())
-    assert first == "timed out after 0.05 s"
-    assert second == "the previous run has not returned yet"
+    errors = asyncio.run(main())
+    assert errors == [*["timed out after 0.05 s"] * 3, "3 earlier runs have not returned yet"]
+
+
+def test_a_check_slow_to_unwind_does_not_hide_the_recovery_from_the_next_run() -> None:
+    """psycopg, cancelled on a dead server, unwinds for ~10 s: the next run must not wait."""
+
+    async def main() -> list[HealthStatus]:
+        release = asyncio.Event()
+        down = True
+
+        async def database() -> None:
+            if not down:
+                return
+            try:
+                await asyncio.Event().wait()  # the blackholed query
+            finally:
+                await release.wait()  # its cancellation, over the same dead path
+
+        registry = HealthRegistry("api")
+        registry.add("db", database, timeout=0.05)
+        statuses = [(await registry.run_once()).status]
+        down = False  # the network heals while the first run still unwinds
+        statuses.append((await registry.run_once()).status)
+        release.set()
+        return statuses
+
+    assert asyncio.run(main()) == [HealthStatus.UNHEALTHY, HealthStatus.HEALTHY]
 
 
 def test_check_changed_is_emitted_when_a_checks_status_moves_and_only_then() -> None:

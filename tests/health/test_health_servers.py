@@ -31,9 +31,9 @@ HEALTHY, DEGRADED, UNHEALTHY = HealthStatus.HEALTHY, HealthStatus.DEGRADED, Heal
 TIMEOUT = 0.4  # the checks' timeout under the blackhole
 WAIT = 20.0
 """Bound on every poll. Above psycopg's own worst case: a query cut by the blackhole is
-cancelled over the same dead path (5 s for the cancel request, 5 s more for the query), and
-until it has unwound later runs of the check fail at once, so recovery can lag the healed
-network by up to 10 s (seen once in CI: still unhealthy at the old 10 s bound)."""
+cancelled over the same dead path (5 s for the cancel request, 5 s more for the query).
+With runs every 0.05 s, 3 such runs are soon unwinding, and until one has ended later runs
+fail at once, so recovery can lag the healed network by up to 10 s (seen once in CI)."""
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -148,7 +148,7 @@ async def until(
         await asyncio.sleep(0.005)
 
 
-TIMED_OUT = (f"timed out after {TIMEOUT:g} s", "the previous run has not returned yet")
+TIMED_OUT = (f"timed out after {TIMEOUT:g} s", "3 earlier runs have not returned yet")
 
 
 def blackhole_scenario(

@@ -74,6 +74,9 @@ DEFAULT_COMPONENT_TYPE = "component"
 STALE_AFTER = 2.0
 """While a scheduler runs, a check with no completed run for this many times its
 ``interval + timeout`` shows as failing ("stale"): its runs are stuck."""
+MAX_ABANDONED = 2
+"""Runs given up at their timeout that may still be unwinding (async) or hung (a sync
+call's thread) while a new run of the same check starts; beyond that, runs fail at once."""
 
 _STRATEGY = "health"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
@@ -237,8 +240,9 @@ class _Entry:
         self.config = config
         self.is_async = is_async_callable(config.check)
         self.stats = CheckStats(history)
-        self.busy = False
-        """A sync run's thread has not returned yet."""
+        self.busy = 0
+        """Runs whose task or thread has not returned yet: the current one, and earlier
+        ones abandoned at their timeout that are still unwinding or hung."""
         self.in_flight: concurrent.futures.Future[CheckResult] | None = None
         """The run in progress (from any loop): another caller waits for it."""
         self.slow = False
@@ -755,13 +759,14 @@ class HealthRegistry(Observable):
         """Await an async check run as a task of its own. At the timeout the run stops
         waiting at once and cancels it, without waiting for it to unwind: a client may take
         long to (psycopg, cancelled, first sends a cancel request over the same dead path,
-        ~10 s through a blackhole). Until it has, later runs fail at once."""
+        ~10 s through a blackhole). Later runs start beside up to ``MAX_ABANDONED`` such
+        runs, then fail at once until one has ended."""
         self._claim(entry)
         task = asyncio.ensure_future(_awaited(entry.config.check))
 
         def ended(task: asyncio.Task[Any]) -> None:
             with self._lock:
-                entry.busy = False
+                entry.busy -= 1
             if not task.cancelled():
                 task.exception()  # retrieved: it was judged, or nobody waits any more
 
@@ -777,14 +782,20 @@ class HealthRegistry(Observable):
             raise
 
     def _claim(self, entry: _Entry) -> None:
+        # A new run starts beside a few abandoned ones, so that a check whose client is slow
+        # to unwind (psycopg: ~10 s through a blackhole) sees a recovery at its next run;
+        # beyond them, runs fail at once rather than pile up tasks or threads.
         with self._lock:
-            if entry.busy:
-                raise _Failed(CheckResult.failed("the previous run has not returned yet"))
-            entry.busy = True
+            if entry.busy > MAX_ABANDONED:
+                raise _Failed(
+                    CheckResult.failed(f"{entry.busy} earlier runs have not returned yet")
+                )
+            entry.busy += 1
 
     async def _in_thread(self, entry: _Entry) -> Any:
         """Call a sync check in a new daemon thread and await its result. A hung call keeps
-        its thread; until it returns, later runs fail at once instead of piling threads up."""
+        its thread; beside ``MAX_ABANDONED`` hung threads, later runs fail at once instead of
+        piling threads up."""
         self._claim(entry)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -798,7 +809,7 @@ class HealthRegistry(Observable):
                 outcome = (False, exc)
             finally:
                 with self._lock:
-                    entry.busy = False
+                    entry.busy -= 1
             with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
                 loop.call_soon_threadsafe(_deliver, future, outcome)
 
