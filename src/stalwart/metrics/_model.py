@@ -180,7 +180,7 @@ METRICS: tuple[Metric, ...] = (
 
 Reading: TypeAlias = tuple[Metric, tuple[str, ...], float]
 """A metric, its label values (in ``metric.labels`` order) and an amount: what to add to
-a counter, to record in a histogram, or a gauge's value."""
+a counter, to record in a histogram, or a gauge's value (an int for counts and flags)."""
 
 _BREAKER = "circuit_breaker"
 _RETRY = "retry"
@@ -196,22 +196,22 @@ def event_readings(event: Event) -> Iterator[Reading]:
         if kind is not None:
             yield BREAKER_CALLS, (event.name, kind), event.duration  # type: ignore[attr-defined]
         elif isinstance(event, CallRejected):
-            yield NOT_PERMITTED, (event.name,), 1.0
+            yield NOT_PERMITTED, (event.name,), 1
     elif event.strategy == _RETRY:
         if isinstance(event, RetryAttempt):
-            yield RETRY_ATTEMPTS, (event.name,), 1.0
+            yield RETRY_ATTEMPTS, (event.name,), 1
         elif isinstance(event, RetrySucceeded | RetryGaveUp):
             outcome = "successful" if isinstance(event, RetrySucceeded) else "failed"
             retried = "with" if event.attempts > 1 else "without"
-            yield RETRY_CALLS, (event.name, f"{outcome}_{retried}_retry"), 1.0
+            yield RETRY_CALLS, (event.name, f"{outcome}_{retried}_retry"), 1
     elif event.strategy == _JOURNAL:
         if isinstance(event, BatchProgress):
             if event.done:
-                yield JOURNAL_ITEMS, (event.name, "done"), float(event.done)
+                yield JOURNAL_ITEMS, (event.name, "done"), event.done
             if event.failed:
-                yield JOURNAL_ITEMS, (event.name, "failed"), float(event.failed)
+                yield JOURNAL_ITEMS, (event.name, "failed"), event.failed
         elif isinstance(event, BatchPaused):
-            yield JOURNAL_PAUSES, (event.name,), 1.0
+            yield JOURNAL_PAUSES, (event.name,), 1
         elif isinstance(event, BatchResumed):
             yield JOURNAL_PAUSE_TIME, (event.name,), event.paused_seconds
 
@@ -235,7 +235,7 @@ def breaker_readings(breakers: Iterable[CircuitBreaker]) -> Iterator[Reading]:
     for breaker in breakers:
         snap = breaker.snapshot()
         for value in _STATES:
-            yield BREAKER_STATE, (breaker.name, value), 1.0 if snap.state.value == value else 0.0
+            yield BREAKER_STATE, (breaker.name, value), int(snap.state.value == value)
         rate = snap.failure_rate
         if rate is not None and math.isfinite(rate):
             yield FAILURE_RATIO, (breaker.name,), rate
@@ -248,17 +248,17 @@ def connection_readings() -> Iterator[Reading]:
     for supervisor in live_supervisors():
         stats = supervisor.stats()
         name = (supervisor.name,)
-        yield CONNECTION_UP, name, 1.0 if stats.connected else 0.0
+        yield CONNECTION_UP, name, int(stats.connected)
         if stats.connected and stats.endpoint_index is not None:
-            yield CONNECTION_ENDPOINT, name, float(stats.endpoint_index)
+            yield CONNECTION_ENDPOINT, name, stats.endpoint_index
         yield CONNECTION_UPTIME, name, stats.uptime
-        yield CONNECTION_BUFFERED, name, float(stats.buffered)
-        yield CONNECTION_RECONNECTS, name, float(stats.reconnect_count)
-        yield CONNECTION_MESSAGES, (*name, "sent"), float(stats.messages_sent)
-        yield CONNECTION_MESSAGES, (*name, "received"), float(stats.messages_received)
-        yield CONNECTION_BYTES, (*name, "sent"), float(stats.bytes_sent)
-        yield CONNECTION_BYTES, (*name, "received"), float(stats.bytes_received)
-        yield CONNECTION_DROPPED, name, float(stats.dropped)
+        yield CONNECTION_BUFFERED, name, stats.buffered
+        yield CONNECTION_RECONNECTS, name, stats.reconnect_count
+        yield CONNECTION_MESSAGES, (*name, "sent"), stats.messages_sent
+        yield CONNECTION_MESSAGES, (*name, "received"), stats.messages_received
+        yield CONNECTION_BYTES, (*name, "sent"), stats.bytes_sent
+        yield CONNECTION_BYTES, (*name, "received"), stats.bytes_received
+        yield CONNECTION_DROPPED, name, stats.dropped
 
 
 def health_readings(health: HealthSnapshots) -> Iterator[Reading]:
@@ -269,7 +269,7 @@ def health_readings(health: HealthSnapshots) -> Iterator[Reading]:
         except KeyError:  # removed between names() and get()
             continue
         healthy = getattr(snap.status, "value", snap.status) == "healthy"
-        yield HEALTH_STATUS, (name,), 1.0 if healthy else 0.0
-        yield HEALTH_SLOW, (name,), 1.0 if getattr(snap, "slow", False) else 0.0
+        yield HEALTH_STATUS, (name,), int(healthy)
+        yield HEALTH_SLOW, (name,), int(bool(getattr(snap, "slow", False)))
         if snap.duration is not None:
             yield HEALTH_DURATION, (name,), float(snap.duration)

@@ -168,7 +168,7 @@ class _StateCollector(Collector):
         owner = self._owner()
         if owner is None:
             return
-        shown = (*BREAKER_METRICS, *CONNECTION_METRICS)
+        shown: tuple[Metric, ...] = (*BREAKER_METRICS, *CONNECTION_METRICS)
         if owner._health is not None:
             shown += HEALTH_METRICS
         families = {metric: _family(owner.prefix, metric) for metric in shown}
