@@ -241,16 +241,16 @@ class Instrumentation:
     def _check_span(self, event: CheckCompleted) -> None:
         """A span per run, ended now and started ``duration`` earlier: the run is over
         when its event comes, and a background run has no span to add an event to."""
-        end = self._clock.time()
+        end = int(self._clock.time() * 1e9)
         span = self._tracer.start_span(
             f"health_check {event.name}",
             kind=trace.SpanKind.INTERNAL,
             attributes=_SHAPES[CheckCompleted].attributes(event),
-            start_time=int((end - event.duration) * 1e9),
+            start_time=end - round(event.duration * 1e9),
         )
         if event.status is HealthStatus.UNHEALTHY:
             span.set_status(trace.Status(trace.StatusCode.ERROR, event.error))
-        span.end(end_time=int(end * 1e9))
+        span.end(end_time=end)
 
     # -- live state --------------------------------------------------------------------
 
