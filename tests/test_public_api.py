@@ -13,6 +13,7 @@ import stalwart.health
 import stalwart.http
 import stalwart.journal
 import stalwart.metrics
+import stalwart.otel
 import stalwart.poller
 import stalwart.presets
 import stalwart.pytest_plugin
@@ -45,6 +46,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         stalwart.http,
         stalwart.journal,
         stalwart.metrics,
+        stalwart.otel,
         stalwart.poller,
         stalwart.pytest_plugin,
         stalwart.redis,

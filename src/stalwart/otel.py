@@ -5,9 +5,7 @@ Needs the ``otel`` extra (``pip install stalwart[otel]``, opentelemetry-api); yo
 application brings the SDK and exporters. See ``docs/observability.md``.
 """
 
-from .metrics._otel import SCOPE as SCOPE
-from .metrics._otel import SPAN_EVENT_TYPES as SPAN_EVENT_TYPES
 from .metrics._otel import Instrumentation as Instrumentation
 from .metrics._otel import instrument as instrument
 
-__all__ = ("SCOPE", "SPAN_EVENT_TYPES", "Instrumentation", "instrument")
+__all__ = ("Instrumentation", "instrument")

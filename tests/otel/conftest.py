@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +13,50 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from stalwart.journal import BatchReport, Journal, run_batch
 from stalwart.otel import Instrumentation, instrument
 from stalwart.testing import FakeClock
+
+
+def boom() -> None:
+    raise OSError("down")
+
+
+def flaky(failures: int) -> Callable[[], str]:
+    """A call that raises OSError ``failures`` times, then answers "ok" for good."""
+    left = iter([OSError("flaky")] * failures)
+
+    def call() -> str:
+        if (error := next(left, None)) is not None:
+            raise error
+        return "ok"
+
+    return call
+
+
+class RateLimited(Exception):
+    """Like an HTTP 429: carries the server's pause, which pauses a journal batch."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"429, retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+def paused_batch(folder: Path, clock: FakeClock) -> BatchReport:
+    """Journal session "s": 4 items done, 1 failed, one pause of 5 s (a 429 on item 0)."""
+    limited = iter([RateLimited(5.0)])
+
+    def call_api(n: int) -> int:
+        if n == 0 and (error := next(limited, None)) is not None:
+            raise error
+        if n == 4:
+            raise ValueError("bad item")
+        return n
+
+    with Journal(folder / "batch.db") as journal:
+        return run_batch(
+            range(5), call_api, journal=journal, session="s", concurrency=1, clock=clock
+        )
 
 
 class Telemetry:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,19 +12,14 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, InMemoryMetricReader, Sum
 
 import stalwart
-from otel.conftest import Telemetry
+from otel.conftest import Telemetry, boom, flaky, paused_batch
 from stalwart import Bulkhead, BulkheadFullError, CircuitBreaker, CircuitOpenError, ConfigError
 from stalwart._retry import Retry
 from stalwart.health import HealthRegistry
-from stalwart.journal import Journal, run_batch
 from stalwart.metrics._model import DEFAULT_BUCKETS
 from stalwart.otel import instrument
 from stalwart.testing import FakeClock
 from threads import run_threads
-
-
-def boom() -> None:
-    raise OSError("down")
 
 
 def test_breaker_calls_are_a_seconds_histogram_by_outcome(
@@ -79,16 +75,10 @@ def test_retries_are_counted_by_outcome_and_whether_they_retried(otel: Telemetry
     clock = FakeClock()
     policy = Retry(on=OSError, max_attempts=3, name="fetch", clock=clock)
     once = Retry(on=OSError, max_attempts=1, name="once", clock=clock)
-    failures = iter([OSError()])
+    call = flaky(1)
 
-    def flaky() -> str:
-        error = next(failures, None)
-        if error is not None:
-            raise error
-        return "ok"
-
-    assert policy.call(flaky) == "ok"  # after one retry
-    assert policy.call(flaky) == "ok"  # at once
+    assert policy.call(call) == "ok"  # after one retry
+    assert policy.call(call) == "ok"  # at once
     for gives_up in (policy, once):
         with pytest.raises(OSError):
             gives_up.call(boom)
@@ -165,28 +155,10 @@ def test_health_checks_report_status_slowness_and_last_duration(telemetry: Telem
         assert telemetry.metrics()["stalwart.health_check.duration"].unit == "s"
 
 
-class RateLimited(Exception):
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"429, retry after {retry_after} s")
-        self.retry_after = retry_after
-
-
 def test_journal_items_pauses_and_paused_seconds_are_counted(
-    otel: Telemetry, clock: FakeClock, tmp_path: Any
+    otel: Telemetry, clock: FakeClock, tmp_path: Path
 ) -> None:
-    limited = iter([RateLimited(5.0)])
-
-    def call_api(n: int) -> int:
-        if n == 0 and (error := next(limited, None)) is not None:
-            raise error
-        if n == 4:
-            raise ValueError("bad item")
-        return n
-
-    with Journal(tmp_path / "batch.db") as journal:
-        report = run_batch(
-            range(5), call_api, journal=journal, session="s", concurrency=1, clock=clock
-        )
+    report = paused_batch(tmp_path, clock)
     assert (report.done, report.failed, report.pauses) == (4, 1, 1)
     assert otel.value("stalwart.journal.items", session="s", outcome="done") == 4
     assert otel.value("stalwart.journal.items", session="s", outcome="failed") == 1

@@ -13,12 +13,12 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import NonRecordingSpan, SpanKind, StatusCode
 
-from otel.conftest import Telemetry
+from otel.conftest import Telemetry, boom
 from stalwart import Bulkhead, BulkheadFullError, CircuitBreaker, CircuitOpenError
 from stalwart._fallback import Fallback
 from stalwart._retry import Retry
 from stalwart.health import HealthRegistry
-from stalwart.otel import SPAN_EVENT_TYPES
+from stalwart.metrics._otel import SPAN_EVENT_TYPES
 from stalwart.testing import FakeClock
 
 
@@ -65,10 +65,6 @@ def test_a_retry_that_gives_up_says_why_and_builtin_errors_have_their_plain_name
     otel: Telemetry, clock: FakeClock
 ) -> None:
     policy = Retry(on=OSError, max_attempts=2, name="fetch", clock=clock)
-
-    def boom() -> None:
-        raise OSError("down")
-
     with otel.tracer.start_as_current_span("request"), pytest.raises(OSError):
         policy.call(boom)
     found = events(only(otel.spans(), "request"))
