@@ -14,6 +14,7 @@ import stalwart.health
 import stalwart.http
 import stalwart.journal
 import stalwart.metrics
+import stalwart.otel
 import stalwart.poller
 import stalwart.presets
 import stalwart.pytest_plugin
@@ -47,12 +48,15 @@ def test_all_lists_exactly_the_public_names() -> None:
         stalwart.http,
         stalwart.journal,
         stalwart.metrics,
+        stalwart.otel,
         stalwart.poller,
         stalwart.pytest_plugin,
         stalwart.redis,
         stalwart.supervisor,
         stalwart.web,
     ):
+        for name in module.__all__:  # stalwart.metrics loads PrometheusMetrics on first use
+            getattr(module, name)
         assert set(module.__all__) == _public_names(module), module.__name__
 
 

@@ -9,11 +9,10 @@ ratio is 0..1, not resilience4j's percentage with -1 for "not enough calls".
 
 from __future__ import annotations
 
-import math
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -21,19 +20,23 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from .._errors import ConfigError
-from .._events import (
-    CallFailed,
-    CallIgnored,
-    CallRejected,
-    CallSucceeded,
-    Event,
-    add_listener,
-    remove_listener,
-)
-from .._retry import RetryAttempt, RetryGaveUp, RetrySucceeded
-from .._types import State
-from ..journal._events import BatchPaused, BatchProgress, BatchResumed
+from .._events import Event, add_listener, remove_listener
 from ..web._sources import BreakerSource, breakers_of
+from ._model import (
+    BREAKER_METRICS,
+    CONNECTION_METRICS,
+    DEFAULT_BUCKETS,
+    EVENT_TYPES,
+    HEALTH_METRICS,
+    METRICS,
+    HealthSnapshots,
+    Metric,
+    breaker_readings,
+    checked_health,
+    connection_readings,
+    event_readings,
+    health_readings,
+)
 
 __all__ = (
     "DEFAULT_BUCKETS",
@@ -45,43 +48,6 @@ __all__ = (
 
 DEFAULT_PREFIX = "stalwart"
 """The single application prefix of every metric name."""
-DEFAULT_BUCKETS: tuple[float, ...] = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-)  # fmt: skip
-"""Histogram buckets of call durations, in seconds."""
-EVENT_TYPES: tuple[type[Event], ...] = (
-    CallSucceeded,
-    CallFailed,
-    CallIgnored,
-    CallRejected,
-    RetryAttempt,
-    RetryGaveUp,
-    RetrySucceeded,
-    BatchProgress,
-    BatchPaused,
-    BatchResumed,
-)
-"""The events the listener subscribes to (per-call events: breakers time their calls)."""
-
-_BREAKER = "circuit_breaker"
-_RETRY = "retry"
-_JOURNAL = "journal"
-_STATES = tuple(s.value for s in State)
-_KIND = {CallSucceeded: "successful", CallFailed: "failed", CallIgnored: "ignored"}
-
-
-class _Snapshot(Protocol):
-    @property
-    def status(self) -> Any: ...
-    @property
-    def duration(self) -> float | None: ...
-
-
-class HealthSnapshots(Protocol):
-    """What the collector reads from a health registry (``stalwart.health.HealthRegistry``)."""
-
-    def names(self) -> tuple[str, ...]: ...
-    def get(self, name: str) -> Any: ...
 
 
 class PrometheusMetrics:
@@ -106,8 +72,6 @@ class PrometheusMetrics:
             raise ConfigError("prefix", f"must be a word like 'stalwart', got {prefix!r}")
         if registry is not None and not isinstance(registry, CollectorRegistry):
             raise ConfigError("registry", f"must be a CollectorRegistry or None, got {registry!r}")
-        if health is not None and not (hasattr(health, "names") and hasattr(health, "get")):
-            raise ConfigError("health", f"must be a HealthRegistry or None, got {health!r}")
         bounds = tuple(buckets)
         if not bounds or any(
             isinstance(b, bool) or not isinstance(b, int | float) or not b > 0 for b in bounds
@@ -115,55 +79,24 @@ class PrometheusMetrics:
             raise ConfigError("buckets", f"must be positive numbers of seconds, got {bounds!r}")
         self.registry = CollectorRegistry() if registry is None else registry
         self.prefix = prefix
+        self._health = checked_health(health)
         self._breakers = breakers_of(breakers, health)
-        self._health = health
         self._lock = threading.Lock()
         self._installed = False
-        self._calls = Histogram(
-            f"{prefix}_circuitbreaker_calls_seconds",
-            "Duration of calls a circuit breaker permitted, by outcome "
-            "(kind: successful, failed, ignored).",
-            ("name", "kind"),
-            registry=self.registry,
-            buckets=sorted(bounds),
-        )
-        self._not_permitted = Counter(
-            f"{prefix}_circuitbreaker_not_permitted_calls",
-            "Calls a circuit breaker rejected without running them.",
-            ("name",),
-            registry=self.registry,
-        )
-        self._retry_calls = Counter(
-            f"{prefix}_retry_calls",
-            "Calls through a retry, by outcome (kind: successful_without_retry, "
-            "successful_with_retry, failed_with_retry, failed_without_retry).",
-            ("name", "kind"),
-            registry=self.registry,
-        )
-        self._retry_attempts = Counter(
-            f"{prefix}_retry_attempts",
-            "Retries scheduled after a failed attempt.",
-            ("name",),
-            registry=self.registry,
-        )
-        self._journal_items = Counter(
-            f"{prefix}_journal_items",
-            "Batch items recorded in a journal session, by outcome (done, failed).",
-            ("session", "outcome"),
-            registry=self.registry,
-        )
-        self._journal_pauses = Counter(
-            f"{prefix}_journal_pauses",
-            "Times every worker of a batch paused together (rate limited, breaker open).",
-            ("session",),
-            registry=self.registry,
-        )
-        self._journal_paused = Counter(
-            f"{prefix}_journal_pause_seconds",
-            "Seconds a batch spent paused.",
-            ("session",),
-            registry=self.registry,
-        )
+        self._counted: dict[Metric, Counter | Histogram] = {}
+        for metric in METRICS:
+            if metric.live:
+                continue
+            name = f"{prefix}_{metric.prometheus}"
+            if metric.kind == "histogram":
+                self._counted[metric] = Histogram(
+                    name, metric.description, metric.labels, registry=self.registry,
+                    buckets=sorted(bounds),
+                )  # fmt: skip
+            else:
+                self._counted[metric] = Counter(
+                    name, metric.description, metric.labels, registry=self.registry
+                )
         self._gauges = _StateCollector(self)
         self.registry.register(self._gauges)
         self._relay = _weak_listener(self)
@@ -193,16 +126,7 @@ class PrometheusMetrics:
         """Stop counting and take every metric out of the registry (so another instance
         may register the same names there)."""
         self.close()
-        for collector in (
-            self._calls,
-            self._not_permitted,
-            self._retry_calls,
-            self._retry_attempts,
-            self._journal_items,
-            self._journal_pauses,
-            self._journal_paused,
-            self._gauges,
-        ):
+        for collector in (*self._counted.values(), self._gauges):
             self.registry.unregister(collector)
 
     def __enter__(self) -> PrometheusMetrics:
@@ -212,32 +136,12 @@ class PrometheusMetrics:
         self.close()
 
     def __call__(self, event: Event) -> None:
-        kind = _KIND.get(type(event))
-        if event.strategy == _BREAKER:
-            if kind is not None:
-                duration = event.duration  # type: ignore[attr-defined]
-                self._calls.labels(event.name, kind).observe(duration)
-            elif isinstance(event, CallRejected):
-                self._not_permitted.labels(event.name).inc()
-        elif event.strategy == _RETRY:
-            if isinstance(event, RetryAttempt):
-                self._retry_attempts.labels(event.name).inc()
-            elif isinstance(event, RetrySucceeded):
-                retried = "with" if event.attempts > 1 else "without"
-                self._retry_calls.labels(event.name, f"successful_{retried}_retry").inc()
-            elif isinstance(event, RetryGaveUp):
-                retried = "with" if event.attempts > 1 else "without"
-                self._retry_calls.labels(event.name, f"failed_{retried}_retry").inc()
-        elif event.strategy == _JOURNAL:
-            if isinstance(event, BatchProgress):
-                if event.done:
-                    self._journal_items.labels(event.name, "done").inc(event.done)
-                if event.failed:
-                    self._journal_items.labels(event.name, "failed").inc(event.failed)
-            elif isinstance(event, BatchPaused):
-                self._journal_pauses.labels(event.name).inc()
-            elif isinstance(event, BatchResumed):
-                self._journal_paused.labels(event.name).inc(event.paused_seconds)
+        for metric, labels, amount in event_readings(event):
+            child = self._counted[metric].labels(*labels)
+            if isinstance(child, Histogram):
+                child.observe(amount)
+            else:
+                child.inc(amount)
 
     # -- exposition --------------------------------------------------------------------
 
@@ -264,93 +168,23 @@ class _StateCollector(Collector):
         owner = self._owner()
         if owner is None:
             return
-        prefix = owner.prefix
-        state = GaugeMetricFamily(
-            f"{prefix}_circuitbreaker_state",
-            "1 for a circuit breaker's current state, 0 for the others.",
-            labels=("name", "state"),
-        )
-        ratio = GaugeMetricFamily(
-            f"{prefix}_circuitbreaker_failure_ratio",
-            "Failed / decided calls (0..1) in the breaker's window; absent below minimum_calls.",
-            labels=("name",),
-        )
-        for breaker in owner._breakers():
-            snap = breaker.snapshot()
-            for value in _STATES:
-                state.add_metric((breaker.name, value), 1.0 if snap.state.value == value else 0.0)
-            rate = snap.failure_rate
-            if rate is not None and math.isfinite(rate):
-                ratio.add_metric((breaker.name,), rate)
-        yield state
-        yield ratio
-        yield from _connection_families(prefix)
-        health = owner._health
-        if health is None:
-            return
-        status = GaugeMetricFamily(
-            f"{prefix}_health_check_status",
-            "1 while a health check is healthy, 0 otherwise.",
-            labels=("name",),
-        )
-        duration = GaugeMetricFamily(
-            f"{prefix}_health_check_duration_seconds",
-            "Duration of a health check's last run.",
-            labels=("name",),
-        )
-        slow = GaugeMetricFamily(
-            f"{prefix}_health_check_slow",
-            "1 while a health check's last run took its interval or its timeout, or longer.",
-            labels=("name",),
-        )
-        for name in health.names():
-            try:
-                snap = health.get(name)
-            except KeyError:  # removed between names() and get()
-                continue
-            healthy = getattr(snap.status, "value", snap.status) == "healthy"
-            status.add_metric((name,), 1.0 if healthy else 0.0)
-            slow.add_metric((name,), 1.0 if getattr(snap, "slow", False) else 0.0)
-            if snap.duration is not None:
-                duration.add_metric((name,), float(snap.duration))
-        yield status
-        yield duration
-        yield slow
+        shown: tuple[Metric, ...] = (*BREAKER_METRICS, *CONNECTION_METRICS)
+        if owner._health is not None:
+            shown += HEALTH_METRICS
+        families = {metric: _family(owner.prefix, metric) for metric in shown}
+        readings = [*breaker_readings(owner._breakers()), *connection_readings()]
+        if owner._health is not None:
+            readings += health_readings(owner._health)
+        for metric, labels, value in readings:
+            families[metric].add_metric(labels, value)
+        yield from families.values()
 
 
-def _connection_families(prefix: str) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-    """The supervised connections of this process (``stalwart.supervisor``), by name."""
-    from ..supervisor import live_supervisors
-
-    def gauge(name: str, doc: str) -> GaugeMetricFamily:
-        return GaugeMetricFamily(f"{prefix}_connection_{name}", doc, labels=("name",))
-
-    def counter(name: str, doc: str, *labels: str) -> CounterMetricFamily:
-        return CounterMetricFamily(f"{prefix}_connection_{name}", doc, labels=("name", *labels))
-
-    up = gauge("up", "1 while a supervised connection is open, 0 while it reconnects.")
-    index = gauge("endpoint_index", "Position of the endpoint in use (0: the primary).")
-    uptime = gauge("uptime_seconds", "Seconds the current connection has been open.")
-    buffered = gauge("buffered_messages", "Outbound messages waiting for a connection.")
-    reconnects = counter("reconnects", "Connections opened after the first.")
-    messages = counter("messages", "Messages sent and received.", "direction")
-    sizes = counter("bytes", "Bytes of messages sent and received.", "direction")
-    dropped = counter("dropped_messages", "Outbound messages dropped (full buffer, close).")
-    for supervisor in live_supervisors():
-        stats = supervisor.stats()
-        name = (supervisor.name,)
-        up.add_metric(name, 1.0 if stats.connected else 0.0)
-        if stats.connected and stats.endpoint_index is not None:
-            index.add_metric(name, float(stats.endpoint_index))
-        uptime.add_metric(name, stats.uptime)
-        buffered.add_metric(name, float(stats.buffered))
-        reconnects.add_metric(name, float(stats.reconnect_count))
-        messages.add_metric((*name, "sent"), float(stats.messages_sent))
-        messages.add_metric((*name, "received"), float(stats.messages_received))
-        sizes.add_metric((*name, "sent"), float(stats.bytes_sent))
-        sizes.add_metric((*name, "received"), float(stats.bytes_received))
-        dropped.add_metric(name, float(stats.dropped))
-    yield from (up, index, uptime, buffered, reconnects, messages, sizes, dropped)
+def _family(prefix: str, metric: Metric) -> GaugeMetricFamily | CounterMetricFamily:
+    name = f"{prefix}_{metric.prometheus}"
+    if metric.kind == "counter":
+        return CounterMetricFamily(name, metric.description, labels=metric.labels)
+    return GaugeMetricFamily(name, metric.description, labels=metric.labels)
 
 
 def _weak_listener(metrics: PrometheusMetrics) -> Callable[[Event], None]:
