@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ._core import Route
+from ._core import Route
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
 _HEALTH_STATUS = {"type": "string", "enum": ["healthy", "degraded", "unhealthy"]}
@@ -128,7 +127,7 @@ def _responses(pattern: str, method: str) -> dict[str, Any]:
     return out
 
 
-def openapi(routes: Iterable[Route], root_path: str) -> dict[str, Any]:
+def openapi(routes: Iterable[Route[Any]], root_path: str) -> dict[str, Any]:
     """The description of ``routes``, served from ``root_path``."""
     paths: dict[str, Any] = {}
     for route in routes:
