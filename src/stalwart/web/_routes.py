@@ -362,7 +362,8 @@ def _shipped_file(folder: str) -> Handler:
 
 
 def _openapi_document(core: OpsCore, req: Request, params: Params, authed: bool) -> Response:
-    return Response.json(200, openapi(ROUTES, req.root_path))
+    fail_status = getattr(core.health, "fail_status", 503)
+    return Response.json(200, openapi(ROUTES, req.root_path, fail_status=fail_status))
 
 
 ROUTES: tuple[Route[Handler], ...] = (
