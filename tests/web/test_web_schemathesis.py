@@ -5,13 +5,16 @@ generated paths, headers and bodies, and each answer must not be a 5xx, must hav
 code and a content type the document lists for it, and a body that matches its schema.
 
 The app is a busy one: checks that pass, fail (critical or not) and have breakers, breakers
-in every state, a journal with sessions, a supervised connection. It is fuzzed three ways:
+in every state, a journal with sessions, a supervised connection. It is fuzzed four ways:
 with the admin key (resets and force_open run, details are shown), by strangers to the same
-app (401s and redacted answers), and with no key configured at all (admin routes are 403).
+app (no key, a wrong one, another scheme: 401s and redacted answers), with no key configured
+(admin routes are 403), and bare (nothing registered: health "unknown", metrics off).
+Real names are mixed into the generated ``{name}`` values, so the 200s are checked too.
 
 ``/events`` never ends by itself. The app's heartbeat is 50 ms and that operation's
 requests have a 0.3 s timeout: schemathesis reads an event stream until the timeout passes
-and validates what came (the hello and a few heartbeats), so each call is bounded.
+and validates what came (the hello and a few heartbeats), so each call is bounded; it gets
+5 examples, and each test waits until the server has seen its clients leave.
 
 Deterministic for CI: a fixed seed, ``derandomize``, no example database, and a bounded
 number of examples per operation.
