@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,9 +17,11 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from stalwart import ConfigError
 from stalwart.cli._config import load, parse
+from stalwart.cli._serve import _uvicorn_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ops.yaml"
 ENV = {
@@ -252,3 +255,19 @@ def test_serve_runs_in_process_twice(capsys: pytest.CaptureFixture[str]) -> None
 def test_an_ipv6_listen_address_in_brackets_is_read() -> None:
     served = parse(config(listen="[::1]:8081"), ENV)
     assert (served.host, served.port) == ("::1", 8081)
+
+
+def test_serve_gets_uvloop_and_httptools_from_the_web_extra() -> None:
+    pyproject = tomllib.loads((EXAMPLE.parents[1] / "pyproject.toml").read_text())
+    web = [Requirement(r) for r in pyproject["project"]["optional-dependencies"]["web"]]
+    assert any(r.name == "uvicorn" and "standard" in r.extras for r in web)
+    if sys.platform == "win32" or sys.implementation.name != "cpython":
+        pytest.skip("uvloop is for CPython on Unix")
+    served = _uvicorn_config(object(), parse(config(), ENV))
+    served.load()
+    assert served.http_protocol_class.__name__ == "HttpToolsProtocol"
+    loop = served.get_loop_factory()()
+    try:
+        assert type(loop).__module__.startswith("uvloop")
+    finally:
+        loop.close()

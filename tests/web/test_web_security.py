@@ -106,7 +106,7 @@ def test_the_key_is_compared_in_constant_time(
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr("stalwart.web._core.hmac.compare_digest", spy)
+    monkeypatch.setattr("stalwart.web._routes.hmac.compare_digest", spy)
     assert client.post(RESET, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
     assert compared == [(KEY.encode(), KEY.encode())]
 

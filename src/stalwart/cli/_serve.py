@@ -55,8 +55,6 @@ def _plan(config: ServeConfig) -> dict[str, object]:
 
 
 def _run(config: ServeConfig) -> int:
-    import uvicorn
-
     from ..web import ops_app
 
     app = ops_app(
@@ -73,11 +71,19 @@ def _run(config: ServeConfig) -> int:
         f"(checks: {names})",
         flush=True,
     )
-    server = _server_class()(
-        uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", lifespan="on")
-    )
+    server = _server_class()(_uvicorn_config(app, config))
     server.run()
     return 0
+
+
+def _uvicorn_config(app: Any, config: ServeConfig) -> Any:
+    """How uvicorn serves ``app``: its "auto" loop and HTTP parser pick uvloop and httptools
+    when they are installed (the ``web`` extra's ``uvicorn[standard]`` brings them)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app, host=config.host, port=config.port, log_level="warning", lifespan="on"
+    )
 
 
 def _server_class() -> type[Any]:

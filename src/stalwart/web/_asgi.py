@@ -9,15 +9,8 @@ from typing import Any
 
 from .._errors import ConfigError
 from .._validate import whole
-from ._core import (
-    DEFAULT_CACHE_MAX_AGE,
-    MAX_BODY,
-    HealthSource,
-    OpsCore,
-    Request,
-    Response,
-    problem,
-)
+from ._core import MAX_BODY, Request, Response, problem
+from ._routes import DEFAULT_CACHE_MAX_AGE, HealthSource, OpsCore
 from ._sources import BreakerSource, breakers_of
 from ._stream import (
     DEFAULT_HEARTBEAT,

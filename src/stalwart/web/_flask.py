@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
-from ._core import MAX_BODY, OpsCore, Request, Response, problem
+from ._core import MAX_BODY, Request, Response, problem
+from ._routes import OpsCore
 from ._stream import HELLO, EventStream, Subscriber
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ from typing import Any
 from .._errors import ConfigError
 from .._events import Event, StateTransition, add_listener, remove_listener
 from .._validate import positive, whole
+from ._core import jsonable
 
 __all__ = (
     "DEFAULT_HEARTBEAT",
@@ -52,8 +53,6 @@ def _kind(event: Event) -> str:
 
 
 def _frame(number: int, kind: str, data: dict[str, Any]) -> bytes:
-    from ._core import jsonable
-
     text = json.dumps(jsonable(data), separators=(",", ":"))
     return f"id: {number}\nevent: {kind}\ndata: {text}\n\n".encode()
 
