@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 import stalwart
 from stalwart.health import HealthRegistry
 from stalwart.web import OpsApp, flask_blueprint, ops_app
+from stalwart.web._core import below_mount
 from web.support import KEY, SECRETS, Serve
 
 WAIT = 5.0
@@ -75,6 +76,11 @@ def check_mounted(url: str) -> None:
         assert "stalwart_circuitbreaker_state" in names
         servers = client.get("/openapi.json").json()["servers"]
         assert servers == [{"url": "/ops"}]
+        # A name with a slash or a percent sign is one segment, decoded once.
+        for name, sent in (("eu/west", "eu%2Fwest"), ("50%ff", "50%25ff"), ("a b", "a%20b")):
+            stalwart.circuit_breaker(name)
+            answer = client.get(f"/breakers/{sent}")
+            assert (answer.status_code, answer.json().get("name")) == (200, name), answer.text
 
 
 def stream_one_transition(url: str) -> dict[str, Any]:
@@ -176,3 +182,20 @@ def test_flask_head_answers_like_get_without_a_body(ops: OpsApp, wsgi: Serve) ->
     assert response.status_code == 503
     assert response.content == b""
     assert int(response.headers["content-length"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "path", "root", "below"),
+    [
+        ("/ops/breakers/eu%2Fwest", "/ops/breakers/eu/west", "/ops", "/breakers/eu%2Fwest"),
+        ("/breakers/50%25ff", "/breakers/50%ff", "", "/breakers/50%25ff"),
+        (None, "/ops/breakers/50%ff", "/ops", "/breakers/50%25ff"),  # no raw path: re-encoded
+        ("/a/b/health?x=1", "/a/b/health", "/a/b", "/health"),
+        ("/ops", "/ops", "/ops", "/"),
+        ("/other/health", "/other/health", "/ops", "/other/health"),  # not under the root
+    ],
+)
+def test_below_mount_keeps_the_path_encoded_under_the_root(
+    raw: str | None, path: str, root: str, below: str
+) -> None:
+    assert below_mount(raw, path, root) == below

@@ -9,7 +9,7 @@ from typing import Any
 
 from .._errors import ConfigError
 from .._validate import whole
-from ._core import MAX_BODY, Request, Response, problem
+from ._core import MAX_BODY, Request, Response, below_mount, problem
 from ._routes import DEFAULT_CACHE_MAX_AGE, HealthSource, OpsCore
 from ._sources import BreakerSource, breakers_of
 from ._stream import (
@@ -180,12 +180,14 @@ async def _read_request(scope: Scope, receive: Receive) -> Request | Response:
         if len(body) > MAX_BODY:
             return problem(413, f"the body may hold at most {MAX_BODY} bytes")
     root = str(scope.get("root_path", ""))
-    path = str(scope.get("path", "/"))
-    if root and path.startswith(root):
-        path = path[len(root) :] or "/"
+    raw = scope.get("raw_path")
     return Request(
         method=str(scope.get("method", "GET")).upper(),
-        path=path,
+        path=below_mount(
+            None if raw is None else bytes(raw).decode("latin-1"),
+            str(scope.get("path", "/")),
+            root,
+        ),
         headers=headers,
         body=bytes(body),
         root_path=root,

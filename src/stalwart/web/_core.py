@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Generic, TypeVar
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 __all__ = (
     "HEALTH_JSON",
@@ -26,6 +26,7 @@ __all__ = (
     "Request",
     "Response",
     "Route",
+    "below_mount",
     "jsonable",
     "path_segments",
     "problem",
@@ -56,7 +57,7 @@ class Request:
 
     method: str
     path: str
-    """Below the mount point, percent-decoded, starting with ``/``."""
+    """Below the mount point, still percent-encoded (as sent), starting with ``/``."""
     headers: Mapping[str, str]
     """Lower-case names; repeated headers joined with ``", "``."""
     body: bytes = b""
@@ -182,8 +183,24 @@ def wants_ietf(accept: str) -> bool:
     return ietf > 0 and ietf >= plain
 
 
+def below_mount(raw: str | None, path: str, root: str) -> str:
+    """The percent-encoded path below the mount point ``root``.
+
+    ``path`` is what the server decoded and ``raw`` the path as sent (None when the server
+    does not say). Routing must split the raw path, then decode each segment: decoded
+    first, ``a%2Fb`` would be two segments and ``50%25ff`` would be decoded twice."""
+    if raw is None:
+        raw = quote(path, safe="/")  # the best left: the decoded path, encoded again
+    raw = raw.split("?", 1)[0] or "/"
+    if root and path.startswith(root):
+        depth = sum(1 for part in root.split("/") if part)
+        return "/" + "/".join(raw.split("/")[1 + depth :])
+    return raw
+
+
 def path_segments(path: str) -> tuple[str, ...] | None:
-    """The decoded segments of ``path``, without empty ends (``/health/`` is ``/health``)."""
+    """The decoded segments of the percent-encoded ``path``, without empty ends
+    (``/health/`` is ``/health``)."""
     if not path.startswith("/") or len(path) > 2048:
         return None
     try:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
-from ._core import MAX_BODY, Request, Response, problem
+from ._core import MAX_BODY, Request, Response, below_mount, problem
 from ._routes import OpsCore
 from ._stream import HELLO, EventStream, Subscriber
 
@@ -48,10 +48,14 @@ def flask_blueprint(
             return _flask_response(problem(413, f"the body may hold at most {MAX_BODY} bytes"))
         path = "/" + subpath
         full = request.path
-        root = full[: len(full) - len(path)] if full.endswith(path) else request.script_root
+        prefix = full[: len(full) - len(path)] if full.endswith(path) else None
+        root = request.script_root if prefix is None else prefix
+        # The server's raw URI starts at the host's root: above the script root too.
+        raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+        above = request.script_root + (prefix or "")
         ours = Request(
             method=request.method.upper(),
-            path=path,
+            path=below_mount(raw, request.script_root + full, above.rstrip("/")),
             headers=_headers(request.headers.items()),
             body=request.stream.read(MAX_BODY + 1),  # bounded, even when chunked
             root_path=root.rstrip("/"),
