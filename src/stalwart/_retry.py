@@ -56,7 +56,7 @@ from ._strategy import (
     strategy_name,
 )
 from ._types import ExceptionFilter, RetryAfterFrom
-from ._validate import callable_or_none, optional_positive, positive, whole
+from ._validate import callable_or_none, callable_required, optional_positive, positive, whole
 
 __all__ = (
     "DEFAULT_BUDGET_TTL",
@@ -81,9 +81,6 @@ __all__ = (
 
 P = ParamSpec("P")
 R = TypeVar("R")
-T = TypeVar("T")
-E = TypeVar("E", bound=Event)
-
 _log = logging.getLogger("stalwart")
 
 DEFAULT_MAX_ATTEMPTS = 3
@@ -361,10 +358,7 @@ class RetryConfig:
             whole("max_attempts", self.max_attempts)
         optional_positive("timeout", self.timeout)
         callable_or_none("retry_if_result", self.retry_if_result)
-        if not callable(self.retry_after_from):
-            raise ConfigError(
-                "retry_after_from", f"must be callable, got {self.retry_after_from!r}"
-            )
+        callable_required("retry_after_from", self.retry_after_from)
         if self.budget is not None and not isinstance(self.budget, RetryBudget):
             raise ConfigError("budget", f"must be a RetryBudget or None, got {self.budget!r}")
         backoff = Backoff(
@@ -594,17 +588,6 @@ class Retry(Observable):
     def _hint(self, source: Any) -> float | None:
         raw = self._hook("retry_after_from", self.config.retry_after_from, source, None)
         return normalize_hint(raw)
-
-    def _hook(self, setting: str, hook: Callable[[Any], T], arg: Any, default: T) -> T:
-        """Run a user hook. If it raises, log it and use the default: a bug in a predicate
-        must not hide the caller's own outcome."""
-        try:
-            return hook(arg)
-        except Exception:
-            _log.exception(
-                "retry %r: %s raised on %r; used %r instead", self.name, setting, arg, default
-            )
-            return default
 
 
 class _Run:
