@@ -119,6 +119,9 @@ class Contender:
     """Run on the built callable before timing and after every timed run."""
     na: str = ""
     """Why the contender cannot do this scenario (shown instead of figures)."""
+    reference: bool = False
+    """A yardstick timed like the others (a bare raise, say), not a peer: it is left out
+    of the best-peer comparison and can be the denominator of a ratio budget."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,9 @@ class Bench:
     scenarios: Sequence[Scenario]
     budgets: Mapping[str, float] = field(default_factory=dict)
     """scenario key -> the most ns of overhead the focus contender may add."""
+    ratio_budgets: Mapping[str, tuple[str, float]] = field(default_factory=dict)
+    """scenario key -> (a reference contender, the most the focus contender's overhead may
+    be as a multiple of that reference's overhead; median of the per-round ratios)."""
     focus: str = "stalwart"
     """The contender compared with the best of the others (the peers)."""
     sizes: Sizes = Sizes()
@@ -230,6 +236,12 @@ class Bench:
             raise ValueError("scenario keys must be unique")
         if unknown := set(self.budgets) - set(keys):
             raise ValueError(f"budgets for unknown scenarios: {sorted(unknown)}")
+        by_key = {s.key: s for s in self.scenarios}
+        for key, (reference, _) in self.ratio_budgets.items():
+            if key not in by_key:
+                raise ValueError(f"ratio budget for an unknown scenario: {key!r}")
+            if not any(c.name == reference and c.reference for c in by_key[key].contenders):
+                raise ValueError(f"{key}: {reference!r} is not a reference contender")
 
 
 # -- helpers for adapters and checks ---------------------------------------------------
@@ -416,6 +428,7 @@ class Entry:
     na: str = ""
     samples: list[float] = field(default_factory=list)
     """ns per call, one per measured round."""
+    reference: bool = False
     overheads: list[float] = field(default_factory=list)
     """ns per call minus the bare call's of the same round, one per measured round."""
 
@@ -431,6 +444,7 @@ def entries(scenario: Scenario, sizes: Sizes) -> list[Entry]:
     """Build (and check) every contender of ``scenario``."""
     bare_expect = _NeverRaised if scenario.expects else None
     rows = [Entry(BARE, timer(scenario, scenario.bare, bare_expect, sizes.threads))]
+    references = {c.name for c in scenario.contenders if c.reference}
     for contender in scenario.contenders:
         if contender.make is None:
             rows.append(Entry(contender.name, None, na=contender.na))
@@ -447,6 +461,7 @@ def entries(scenario: Scenario, sizes: Sizes) -> list[Entry]:
                 contender.name,
                 timer(scenario, fn, contender.expect, sizes.threads),
                 _verifier(where, fn, contender.check),
+                reference=contender.name in references,
             )
         )
     return rows
@@ -512,7 +527,8 @@ class Summary:
 
 def summarise(result: Result, focus: str) -> Summary:
     measured = {e.name: median(e.overheads) for e in result.entries if e.overheads}
-    peers = {k: v for k, v in measured.items() if k not in (BARE, focus)}
+    references = {e.name for e in result.entries if e.reference}
+    peers = {k: v for k, v in measured.items() if k not in (BARE, focus, *references)}
     best = min(peers, key=peers.__getitem__) if peers else None
     return Summary(measured.get(focus), best, peers[best] if best else None)
 
@@ -643,7 +659,34 @@ def render_budgets(report: Report) -> list[str]:
         verdict = "pass" if summary.overhead <= budget else "OVER"
         name = label(result.scenario, report.sizes)
         out.append(f"  {name:<16} {ns(summary.overhead):>8} ns  <= {budget:>4.0f} ns  {verdict}")
+    out.extend(render_ratio_budgets(report))
     return out if len(out) > 2 else []
+
+
+def ratio_to(result: Result, focus: str, reference: str) -> float | None:
+    """Median over rounds of (focus overhead / reference overhead), same round."""
+    rows = {e.name: e.overheads for e in result.entries}
+    mine, theirs = rows.get(focus), rows.get(reference)
+    if not mine or not theirs:
+        return None
+    ratios = [a / b for a, b in zip(mine, theirs, strict=True) if b > 0]
+    return median(ratios) if ratios else None
+
+
+def render_ratio_budgets(report: Report) -> list[str]:
+    focus, out = report.bench.focus, []
+    for result in report.results:
+        budget = report.bench.ratio_budgets.get(result.scenario.key)
+        if budget is None:
+            continue
+        reference, most = budget
+        ratio = ratio_to(result, focus, reference)
+        if ratio is None:
+            continue
+        verdict = "pass" if ratio <= most else "OVER"
+        name = label(result.scenario, report.sizes)
+        out.append(f"  {name:<16} {ratio:>8.2f} x {reference} <= {most:.2f} x  {verdict}")
+    return out
 
 
 def render(report: Report, run: Run) -> str:
@@ -697,6 +740,7 @@ def as_json(report: Report) -> dict[str, Any]:
                 "within_budget": None
                 if budget is None
                 else summary.overhead is not None and summary.overhead <= budget,
+                **_ratio_json(report, result),
             }
         )
     return {
@@ -706,6 +750,20 @@ def as_json(report: Report) -> dict[str, Any]:
         "scenarios": scenarios,
         **report.extras,
         "notes": report.notes,
+    }
+
+
+def _ratio_json(report: Report, result: Result) -> dict[str, Any]:
+    budget = report.bench.ratio_budgets.get(result.scenario.key)
+    if budget is None:
+        return {}
+    reference, most = budget
+    ratio = ratio_to(result, report.bench.focus, reference)
+    return {
+        "ratio_reference": reference,
+        "ratio_to_reference": ratio,
+        "ratio_budget": most,
+        "within_ratio_budget": ratio is not None and ratio <= most,
     }
 
 

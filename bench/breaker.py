@@ -251,10 +251,46 @@ def opened(peer: Peer, key: str, is_async: bool) -> Contender:
     return Contender(peer.name, make, expect=peer.rejection, check=check)
 
 
+BARE_RAISE = "bare raise"
+"""The reference row of sync rejection: a fresh rejection raised through one frame."""
+
+
+def bare_raise() -> int:
+    raise stalwart.CircuitOpenError("bench", 1.0)
+
+
+def check_fresh(fn: Fn) -> None:
+    errors = []
+    for _ in range(2):
+        try:
+            fn()
+        except stalwart.CircuitOpenError as exc:
+            errors.append(exc)
+    if len(errors) != 2 or errors[0] is errors[1]:
+        raise AdapterError("the bare raise must raise a fresh CircuitOpenError per call")
+
+
+def raising() -> Contender:
+    """What any raising design pays at least: build, raise and catch the rejection."""
+    return Contender(
+        BARE_RAISE,
+        lambda: bare_raise,
+        expect=stalwart.CircuitOpenError,
+        check=check_fresh,
+        reference=True,
+    )
+
+
 def scenario(
-    key: str, title: str, *, is_async: bool = False, open_: bool = False, threaded: bool = False
+    key: str,
+    title: str,
+    *,
+    is_async: bool = False,
+    open_: bool = False,
+    threaded: bool = False,
+    references: tuple[Contender, ...] = (),
 ) -> Scenario:
-    contenders = []
+    contenders = list(references)
     for peer in PEERS:
         if is_async and peer.no_async:
             contenders.append(Contender(peer.name, None, na=peer.no_async))
@@ -274,7 +310,12 @@ def scenario(
 def scenarios() -> list[Scenario]:
     return [
         scenario("sync-closed", "sync closed: decorated `def f(): return 1`, breaker closed"),
-        scenario("sync-rejection", "sync rejection: breaker open, rejection caught", open_=True),
+        scenario(
+            "sync-rejection",
+            "sync rejection: breaker open, rejection caught",
+            open_=True,
+            references=(raising(),),
+        ),
         scenario("async-closed", "async closed: decorated `async def`, awaited", is_async=True),
         scenario(
             "async-rejection",
@@ -289,13 +330,16 @@ def scenarios() -> list[Scenario]:
 
 
 BUDGETS = {
-    "sync-closed": 200,
+    "sync-closed": 100,  # issue 15's goal (was 200)
     "sync-rejection": 450,
     "async-closed": 300,
     "async-rejection": 500,
     "threads": 400,
 }
 """ns of overhead stalwart may add over the bare call (median)."""
+
+RATIO_BUDGETS = {"sync-rejection": (BARE_RAISE, 1.3)}
+"""Issue 15: a rejection costs at most 1.3 x a bare raise and catch (their overheads)."""
 
 
 # -- concurrency probe -----------------------------------------------------------------
@@ -361,6 +405,7 @@ def bench() -> Bench:
         packages=("stalwart", *PEER_PACKAGES),
         scenarios=scenarios(),
         budgets=BUDGETS,
+        ratio_budgets=RATIO_BUDGETS,
         extras=[Extra("concurrency_probe_in_flight", run_probe, render_probe)],
         options=options,
     )

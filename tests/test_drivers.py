@@ -7,6 +7,8 @@ import contextvars
 import inspect
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -399,6 +401,54 @@ def test_the_decorator_rejects_an_open_breaker_with_the_right_retry_in(
     assert call_once() == "ok"
     assert [e.retry_in for e in seen] == [pytest.approx(6), pytest.approx(60), None]
     assert breaker.snapshot().total_rejections == 3
+
+
+def _ok() -> str:
+    return "ok"
+
+
+async def _aok() -> str:
+    return "ok"
+
+
+def _run_form(wrapped: Callable[[], Any], form: str) -> Any:
+    result = wrapped()
+    return asyncio.run(result) if form == "async" else result
+
+
+@pytest.mark.parametrize("form", ["sync", "async"])
+def test_the_inline_refusal_matches_acquire_with_and_without_a_listener(
+    clock: FakeClock, form: str
+) -> None:
+    """Unheard rejections of a plainly open breaker are refused inline by the decorator;
+    a rejection listener (or forced open) sends them through _acquire: same answers."""
+    answers: dict[bool, list[float | None]] = {}
+    for listening in (False, True):
+        breaker = CircuitBreaker("q", failure_threshold=1, recovery_timeout=10, clock=clock)
+        seen: list[CallRejected] = []
+
+        wrapped = breaker(_ok) if form == "sync" else breaker(_aok)
+
+        def attempt(wrapped: Callable[[], Any] = wrapped) -> float | None:
+            with pytest.raises(CircuitOpenError) as info:
+                _run_form(wrapped, form)
+            return info.value.retry_in
+
+        with pytest.raises(Boom):
+            breaker.call(_boom)
+        assert (breaker._reject_until > clock.monotonic()) is True
+        if listening:
+            breaker.add_listener(seen.append, CallRejected)
+            assert breaker._reject_until == float("-inf")  # heard: _acquire refuses
+        clock.advance(4)
+        got = [attempt()]
+        breaker.force_open()
+        got.append(attempt())
+        assert breaker.snapshot().total_rejections == 2
+        assert [e.retry_in for e in seen] == (got if listening else [])
+        answers[listening] = got
+        clock.advance(100)
+    assert answers[False] == answers[True] == [pytest.approx(6), None]
 
 
 # -- the deadline wheel behind async call_timeout and Timeout ---------------------------

@@ -24,6 +24,7 @@ from stalwart._retry import (
     Retry,
     RetryAttempt,
     RetryGaveUp,
+    RetrySucceeded,
     retry,
 )
 from stalwart.events import Event
@@ -830,3 +831,41 @@ def test_giving_up_is_not_reported_as_a_success() -> None:
     with pytest.raises(OSError, match="down"):
         policy(down)()
     assert seen == []
+
+
+@pytest.mark.parametrize("form", ["sync", "async", "loop"])
+def test_an_exception_after_a_rejected_value_is_reported_without_that_value(
+    clock: FakeClock, form: str
+) -> None:
+    """Every form tells the same story: "bad" rejected, then OSError (value None), then 1."""
+    outcomes: list[Any] = ["bad", OSError("down"), 1]
+    retry = Retry(on=OSError, max_attempts=3, retry_if_result=lambda v: v == "bad", clock=clock)
+    attempts: list[RetryAttempt] = []
+    succeeded: list[RetrySucceeded] = []
+    retry.add_listener(attempts.append, RetryAttempt)
+    retry.add_listener(succeeded.append, RetrySucceeded)
+
+    def step() -> Any:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def astep() -> Any:
+        return step()
+
+    if form == "sync":
+        result = retry(step)()
+    elif form == "async":
+        result = asyncio.run(retry(astep)())
+    else:
+        for attempt in retry:
+            with attempt:
+                result = step()
+                attempt.set_result(result)
+    assert result == 1
+    assert [(a.value, type(a.exception)) for a in attempts] == [
+        ("bad", type(None)),
+        (None, OSError),
+    ]
+    assert [s.attempts for s in succeeded] == [3]

@@ -32,7 +32,6 @@ from ._events import (
     CallIgnored,
     CallRejected,
     CallSucceeded,
-    Event,
     EventHub,
     SlowCall,
     StateTransition,
@@ -43,7 +42,14 @@ from ._store import SharedBreaker, StateStore, check_store
 from ._strategy import HAS_GIL, Guarded, counter, peek, strategy_clock
 from ._timeout import Timeout
 from ._types import ExceptionFilter, RetryAfterFrom, State
-from ._validate import callable_or_none, optional_positive, positive, ratio, whole
+from ._validate import (
+    callable_or_none,
+    callable_required,
+    optional_positive,
+    positive,
+    ratio,
+    whole,
+)
 from ._window import CountWindow, TimeWindow, Window
 
 __all__ = (
@@ -68,9 +74,6 @@ __all__ = (
 
 P = ParamSpec("P")
 R = TypeVar("R")
-T = TypeVar("T")
-E = TypeVar("E", bound=Event)
-
 _log = logging.getLogger("stalwart")
 
 DEFAULT_FAILURE_THRESHOLD = 5
@@ -98,8 +101,7 @@ _LOCAL_REJECTIONS = (BulkheadFullError, RateLimitedError, CircuitOpenError)
 _CLOSED, _OPEN, _HALF_OPEN = State.CLOSED, State.OPEN, State.HALF_OPEN
 _DISABLED, _FORCED_OPEN = State.DISABLED, State.FORCED_OPEN
 _REJECTED = -1
-_FOREVER = float("inf")  # _reject_until while forced open
-_NEVER = float("-inf")  # _reject_until while calls may be admitted
+_NEVER = float("-inf")  # _reject_until unless plainly open: the drivers ask _acquire
 _UNTRACKED = 0  # disabled pass-through: totals only
 _ENV_TRUE = ("1", "true", "yes", "on")
 _ENV_FALSE = ("", "0", "false", "no", "off")
@@ -247,10 +249,7 @@ class BreakerConfig:
         compile_filter("record", self.record)
         compile_filter("ignore", self.ignore)
         callable_or_none("failure_if", self.failure_if)
-        if not callable(self.retry_after_from):
-            raise ConfigError(
-                "retry_after_from", f"must be callable, got {self.retry_after_from!r}"
-            )
+        callable_required("retry_after_from", self.retry_after_from)
         if not isinstance(self.poll_intervals, PollIntervals):
             raise ConfigError(
                 "poll_intervals", f"must be a PollIntervals, got {self.poll_intervals!r}"
@@ -1005,21 +1004,6 @@ class CircuitBreaker(Guarded):
         hint = normalize_hint(raw)
         return None if hint is None else min(hint, self._core.max_recovery_timeout)
 
-    def _hook(self, setting: str, hook: Callable[[Any], T], arg: Any, default: T) -> T:
-        """Run a user hook (outside any lock). If it raises, log it and use the default:
-        a bug in a predicate must neither hide the caller's own outcome nor leak a probe."""
-        try:
-            return hook(arg)
-        except Exception:
-            _log.exception(
-                "circuit breaker %r: %s raised on %r; counted as if it returned %r",
-                self.name,
-                setting,
-                arg,
-                default,
-            )
-            return default
-
     # -- internals -----------------------------------------------------------------
 
     def _poll(self) -> BreakerCore:
@@ -1044,24 +1028,20 @@ class CircuitBreaker(Guarded):
 
     def _drain(self) -> bool:
         """Under the lock: refresh the fast-path fields; True if transitions await publishing."""
-        core = self._core
-        self._dirty = core.consecutive_failures > 0
-        if core.state is _OPEN:
-            # A server hint can stretch an open period without a transition.
-            self._reject_until = core.open_until
-        if not core.transitions:
-            return False
         self._refresh_fast()
-        return True
+        return bool(self._core.transitions)
 
     def _refresh_fast(self) -> None:
+        """Under the lock: what the drivers read on every call, from the core's state."""
         core = self._core
-        ok = self._fast_eligible and core.state is _CLOSED and not self._hub.calls
+        state = core.state
+        hub = self._hub
+        self._dirty = core.consecutive_failures > 0
+        ok = self._fast_eligible and state is _CLOSED and not hub.calls
         self._fast = core.epoch if ok else None
-        if core.state is _OPEN:
-            self._reject_until = core.open_until
-        else:
-            self._reject_until = _FOREVER if core.state is _FORCED_OPEN else _NEVER
+        # Plainly open (a server hint may stretch it without a transition) and nobody
+        # listening for rejections: the drivers refuse inline. Otherwise they ask _acquire.
+        self._reject_until = core.open_until if state is _OPEN and not hub.rejections else _NEVER
 
     def _refresh(self) -> None:
         # Listener sets changed (possibly from another thread): recompute under the lock.

@@ -56,7 +56,7 @@ from ._strategy import (
     strategy_name,
 )
 from ._types import ExceptionFilter, RetryAfterFrom
-from ._validate import callable_or_none, optional_positive, positive, whole
+from ._validate import callable_or_none, callable_required, optional_positive, positive, whole
 
 __all__ = (
     "DEFAULT_BUDGET_TTL",
@@ -81,9 +81,6 @@ __all__ = (
 
 P = ParamSpec("P")
 R = TypeVar("R")
-T = TypeVar("T")
-E = TypeVar("E", bound=Event)
-
 _log = logging.getLogger("stalwart")
 
 DEFAULT_MAX_ATTEMPTS = 3
@@ -361,10 +358,7 @@ class RetryConfig:
             whole("max_attempts", self.max_attempts)
         optional_positive("timeout", self.timeout)
         callable_or_none("retry_if_result", self.retry_if_result)
-        if not callable(self.retry_after_from):
-            raise ConfigError(
-                "retry_after_from", f"must be callable, got {self.retry_after_from!r}"
-            )
+        callable_required("retry_after_from", self.retry_after_from)
         if self.budget is not None and not isinstance(self.budget, RetryBudget):
             raise ConfigError("budget", f"must be a RetryBudget or None, got {self.budget!r}")
         backoff = Backoff(
@@ -524,56 +518,63 @@ class Retry(Observable):
     # -- drivers -----------------------------------------------------------------------
 
     def _wrapper(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """The retrying function, sync or async (decided once), without functools.wraps."""
+        """The retrying function, sync or async (decided once), without functools.wraps.
+
+        Both forms make the first attempt themselves and return its value when
+        :meth:`_accepted` takes it (not asked when there is nothing to judge and nobody
+        listening); a failure goes to the driver, whose :class:`_Run` decides the rest."""
         label = self.name if self._named else getattr(fn, "__qualname__", self.name)
         # Bound once: the first attempt reads no attribute it does not need.
-        begin, judge, run, hub = self._begin, self._judge, self._run, self._hub
+        begin, judge, hub, accepted = self._begin, self._judge, self._hub, self._accepted
         if is_async_callable(fn):
             afn = fn  # keeps the narrowing to async inside the closure
 
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
                 start = None if begin is None else begin()
+                value = None
                 try:
                     value = await afn(*args, **kwargs)
-                except Exception as exc:
-                    error: Exception | None = exc
-                    value = None
-                else:
-                    if judge is None or not judge(value):
-                        if hub._all:
-                            self._succeeded(label, 1)
+                    if (judge is None and not hub._all) or accepted(label, value, 1):
                         return value
-                    error = None
+                    error: Exception | None = None
+                except Exception as exc:
+                    error = exc
                 # Out of the except block: a later attempt's exception must not get this
                 # one as its __context__.
-                return await _drive_async(run(label, start), afn, args, kwargs, error, value)
+                return await _drive_async(_Run(self, label, start), afn, args, kwargs, error, value)
 
             return cast("Callable[P, R]", awrapper)
 
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            # The async wrapper's twin: the same steps, calling instead of awaiting.
             start = None if begin is None else begin()
+            value: R | None = None
             try:
                 value = fn(*args, **kwargs)
-            except Exception as exc:
-                error: Exception | None = exc
-                value = cast("R", None)
-            else:
-                if judge is None or not judge(value):
-                    if hub._all:
-                        self._succeeded(label, 1)
+                if (judge is None and not hub._all) or accepted(label, value, 1):
                     return value
-                error = None
-            return _drive_sync(run(label, start), fn, args, kwargs, error, value)
+                error: Exception | None = None
+            except Exception as exc:
+                error = exc
+            return _drive_sync(_Run(self, label, start), fn, args, kwargs, error, value)
 
         return wrapper
 
-    def _run(self, label: str, start: float | None) -> _Run:
-        # _begin gives a start exactly when there is a timeout.
+    def _core(self, start: float | None) -> RetryCore:
+        """One call's decision core, from the call's start (given exactly when there is
+        a timeout)."""
         timeout = _testmode.cap_timeout(self.config.timeout)
         deadline = None if start is None or timeout is None else start + timeout
-        core = RetryCore(self.config.backoff, _testmode.cap_attempts(self._max_attempts), deadline)
-        return _Run(self, label, core)
+        return RetryCore(self.config.backoff, _testmode.cap_attempts(self._max_attempts), deadline)
+
+    def _accepted(self, label: str, value: Any, attempts: int) -> bool:
+        """True if a returned value ends the call (``retry_if_result`` does not reject it;
+        ``_NO_VALUE`` is not judged), telling the listeners attempt ``attempts`` succeeded."""
+        judge = self._judge
+        if judge is not None and value is not _NO_VALUE and judge(value):
+            return False
+        if self._hub._all:
+            self._succeeded(label, attempts)
+        return True
 
     def _succeeded(self, label: str, attempts: int) -> None:
         self._hub.emit(
@@ -595,44 +596,42 @@ class Retry(Observable):
         raw = self._hook("retry_after_from", self.config.retry_after_from, source, None)
         return normalize_hint(raw)
 
-    def _hook(self, setting: str, hook: Callable[[Any], T], arg: Any, default: T) -> T:
-        """Run a user hook. If it raises, log it and use the default: a bug in a predicate
-        must not hide the caller's own outcome."""
-        try:
-            return hook(arg)
-        except Exception:
-            _log.exception(
-                "retry %r: %s raised on %r; used %r instead", self.name, setting, arg, default
-            )
-            return default
+
+_NO_VALUE: Any = object()  # a loop block that set no result: nothing to judge
 
 
 class _Run:
     """One call's retries: the core's decisions, plus hooks, budget, events and notes.
 
-    Every calling form (decorator, call/acall, the loops) asks :meth:`next` after each
-    failed attempt; only how they wait differs.
+    Every calling form (decorator, call/acall, the loops) tells :meth:`settle` how each
+    attempt ended and waits as it answers; only how they wait differs.
     """
 
-    __slots__ = ("_core", "_label", "_retry", "clock")
+    __slots__ = ("_core", "_label", "_retry", "_start", "clock")
 
-    def __init__(self, retry: Retry, label: str, core: RetryCore) -> None:
+    def __init__(self, retry: Retry, label: str, start: float | None) -> None:
         self._retry = retry
         self._label = label
-        self._core = core
+        self._start = start
+        """When the call began (given exactly when a timeout counts from it)."""
+        self._core: RetryCore | None = None
+        """Made at the first failure: a success judged at once allocates no core."""
         self.clock = retry._clock
 
-    def retry_value(self, value: Any) -> bool:
-        """True if ``retry_if_result`` wants this returned value retried."""
-        judge = self._retry._judge
-        return judge is not None and judge(value)
+    def settle(self, error: BaseException | None, value: Any) -> float | None:
+        """After an attempt that raised ``error`` or (None) returned ``value``: seconds to
+        wait before the next attempt, or None when the call is over (it succeeded, or it
+        stops with this outcome). ``_NO_VALUE``: a loop block that set no result."""
+        if error is None:
+            attempts = 1 if self._core is None else self._core.attempts + 1
+            if self._retry._accepted(self._label, value, attempts):
+                return None
+            return self.failed(None, value)
+        if not isinstance(error, Exception):  # cancellation, interrupts: never retried
+            return None
+        return self.failed(error, None)
 
-    def succeeded(self) -> None:
-        """The attempt after the last failed one succeeded."""
-        if self._retry._hub._all:
-            self._retry._succeeded(self._label, self._core.attempts + 1)
-
-    def next(self, error: Exception | None, value: Any) -> float | None:
+    def failed(self, error: Exception | None, value: Any) -> float | None:
         """After a failed attempt (``error`` raised, or, when it is None, ``value`` was
         judged worth retrying): seconds to wait before the next attempt, or None to stop.
 
@@ -645,6 +644,8 @@ class _Run:
         hint = retry._hint(value if error is None else error)
         now = self.clock.monotonic()
         core = self._core
+        if core is None:
+            core = self._core = retry._core(self._start)
         decision = core.after_failure(now, hint, retry._rng)
         if isinstance(decision, str):
             self._give_up(decision, now, error, value, hint)
@@ -688,7 +689,7 @@ class _Run:
         value: Any,
         hint: float | None,
     ) -> None:
-        core = self._core
+        core = cast("RetryCore", self._core)  # made by the failure that gives up
         elapsed = now - cast("float", core.first_failure)
         if error is not None:
             error.add_note(self._note(reason, elapsed, hint))
@@ -709,7 +710,7 @@ class _Run:
 
     def _note(self, reason: GiveUpReason, elapsed: float, hint: float | None) -> str:
         config = self._retry.config
-        attempts = self._core.attempts
+        attempts = cast("RetryCore", self._core).attempts
         if reason == "max_attempts":
             why = f"max_attempts={attempts} reached"
         elif reason == "deadline":
@@ -731,22 +732,24 @@ class _Run:
 
 
 def _drive_sync(
-    run: _Run, fn: Callable[..., R], args: Any, kwargs: Any, error: Exception | None, value: R
+    run: _Run,
+    fn: Callable[..., R],
+    args: Any,
+    kwargs: Any,
+    error: Exception | None,
+    value: R | None,
 ) -> R:
-    """Attempt again until ``run`` says stop, from the outcome of the first attempt."""
-    while (delay := run.next(error, value)) is not None:
+    """Attempt again while ``run`` says so, after a failed first attempt."""
+    delay = run.failed(error, value)
+    while delay is not None:
         _testmode.sleep(run.clock, delay)
         try:
-            value = fn(*args, **kwargs)
+            value, error = fn(*args, **kwargs), None
         except Exception as exc:
-            error = exc
-        else:
-            if not run.retry_value(value):
-                run.succeeded()
-                return value
-            error = None
+            value, error = None, exc
+        delay = run.settle(error, value)
     if error is None:
-        return value
+        return cast("R", value)
     raise error
 
 
@@ -756,22 +759,19 @@ async def _drive_async(
     args: Any,
     kwargs: Any,
     error: Exception | None,
-    value: R,
+    value: R | None,
 ) -> R:
-    # _drive_sync's twin: awaiting the sleep and the call.
-    while (delay := run.next(error, value)) is not None:
+    # _drive_sync, awaiting the sleep and the call.
+    delay = run.failed(error, value)
+    while delay is not None:
         await _testmode.asleep(run.clock, delay)
         try:
-            value = await fn(*args, **kwargs)
+            value, error = await fn(*args, **kwargs), None
         except Exception as exc:
-            error = exc
-        else:
-            if not run.retry_value(value):
-                run.succeeded()
-                return value
-            error = None
+            value, error = None, exc
+        delay = run.settle(error, value)
     if error is None:
-        return value
+        return cast("R", value)
     raise error
 
 
@@ -818,7 +818,7 @@ class _Attempts:
     __slots__ = ("_current", "_delay", "_run", "_state")
 
     def __init__(self, retry: Retry, label: str) -> None:
-        self._run = retry._run(label, None if retry._begin is None else retry._begin())
+        self._run = _Run(retry, label, None if retry._begin is None else retry._begin())
         self._state = _FIRST
         self._current: Attempt | None = None
         self._delay = 0.0
@@ -863,16 +863,8 @@ class _Attempts:
         """The block of ``attempt`` ended; True swallows ``exc`` (it will be retried)."""
         if attempt is not self._current or self._state != _RUNNING:
             raise RuntimeError(f"retry loop: {attempt!r} was already used")
-        run = self._run
-        if exc is None:
-            retry_it = attempt._has_value and run.retry_value(attempt._value)
-            delay = run.next(None, attempt._value) if retry_it else None
-            if not retry_it:
-                run.succeeded()
-        elif isinstance(exc, Exception):
-            delay = run.next(exc, None)
-        else:  # cancellation, interrupts: never retried
-            delay = None
+        value = attempt._value if attempt._has_value else _NO_VALUE
+        delay = self._run.settle(exc, value)
         if delay is None:
             self._state = _DONE
             return False

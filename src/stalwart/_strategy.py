@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import logging
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -36,7 +37,10 @@ __all__ = (
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 E = TypeVar("E", bound=Event)
+
+_log = logging.getLogger("stalwart")
 
 HAS_GIL: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 """itertools.count's ``next`` is atomic only under the GIL; fast paths check this."""
@@ -84,9 +88,28 @@ def check_call_form(fn: object, kind: str, *, awaited: bool) -> None:
 
 
 class Observable:
-    """Per-instance listeners over an :class:`EventHub` (global listeners included)."""
+    """Per-instance listeners over an :class:`EventHub` (global listeners included), and
+    the guard around the user's hooks."""
 
+    name: str
     _hub: EventHub
+
+    def _hook(self, setting: str, hook: Callable[[Any], T], arg: Any, default: T) -> T:
+        """Run a user hook (a predicate, ``retry_after_from`` ...) outside any lock. If it
+        raises, log it and use ``default``: a bug in a hook must neither hide the caller's
+        own outcome nor leak a probe."""
+        try:
+            return hook(arg)
+        except Exception:
+            _log.exception(
+                "%s %r: %s raised on %r; used %r instead",
+                type(self).__name__,
+                self.name,
+                setting,
+                arg,
+                default,
+            )
+            return default
 
     @overload
     def add_listener(self, listener: Listener) -> None: ...

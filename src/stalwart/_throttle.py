@@ -265,24 +265,11 @@ class AdaptiveThrottle(Guarded):
         if not isinstance(exc, Exception):
             # Cancelled or interrupted: the backend's answer is unknown, so count nothing.
             return
-        self._record(not self._judge("overload_on", self._overload, exc))
+        self._record(not self._hook("overload_on", self._overload, exc, False))
 
     def _settle_result(self, ticket: int, result: Any, duration: float) -> None:
         judge = self.config.failure_if
-        self._record(judge is None or not self._judge("failure_if", judge, result))
-
-    def _judge(self, setting: str, predicate: Callable[[Any], bool], arg: Any) -> bool:
-        """Run a user predicate outside the lock; if it raises, log it and count an accept."""
-        try:
-            return bool(predicate(arg))
-        except Exception:
-            _log.exception(
-                "adaptive throttle %r: %s raised on %r; counted as accepted",
-                self.name,
-                setting,
-                arg,
-            )
-            return False
+        self._record(judge is None or not self._hook("failure_if", judge, result, False))
 
     def _record(self, accepted: bool) -> None:
         now = self._monotonic()

@@ -42,6 +42,11 @@ def ratio(field: str, value: Any, *, allow_zero: bool = False) -> None:
         raise ConfigError(field, f"must be a ratio in {low}, 1], got {value!r}")
 
 
+def callable_required(field: str, value: Any) -> None:
+    if not callable(value):
+        raise ConfigError(field, f"must be callable, got {value!r}")
+
+
 def callable_or_none(field: str, value: Any) -> None:
     if value is not None and not callable(value):
         raise ConfigError(field, f"must be callable or None, got {value!r}")

@@ -285,7 +285,6 @@ class BreakerLink:
             ):
                 self._full_until = -math.inf
             moved = breaker._drain()
-            breaker._refresh_fast()
         if moved:
             breaker._publish()
         return shared
@@ -310,7 +309,6 @@ class BreakerLink:
                     new_period=True,
                 )
                 moved = breaker._drain()
-                breaker._refresh_fast()
             if moved:
                 breaker._publish()
 
