@@ -70,7 +70,17 @@ def test_every_root_name_resolves() -> None:
         assert getattr(stalwart, name) is not None
 
 
-@pytest.mark.parametrize("name", sorted(stalwart._MOVED))
+MOVED = sorted(set(stalwart.events.__all__) - set(stalwart.__all__))
+"""The event types that left the root (issue 15)."""
+
+
+def test_the_event_types_left_the_root() -> None:
+    assert len(MOVED) == 18
+    assert {"StateTransition", "CallRejected", "RetryAttempt", "Event"} <= set(MOVED)
+    assert {"add_listener", "remove_listener"} <= set(stalwart.__all__)
+
+
+@pytest.mark.parametrize("name", MOVED)
 def test_a_name_that_moved_still_imports_from_the_root_with_a_warning(name: str) -> None:
     with pytest.warns(DeprecationWarning, match=rf"stalwart\.{name} moved to stalwart\.events"):
         old = getattr(stalwart, name)

@@ -134,38 +134,13 @@ _HOMES: dict[str, str] = {
 """Where each public name lives (its private module)."""
 
 
-_MOVED: dict[str, str] = dict.fromkeys(
-    (
-        "BulkheadEntered",
-        "CallFailed",
-        "CallIgnored",
-        "CallRejected",
-        "CallSucceeded",
-        "Event",
-        "FallbackUsed",
-        "HedgeStarted",
-        "HedgeWon",
-        "LoggingListener",
-        "RateLimitWaited",
-        "RetryAttempt",
-        "RetryBudgetExhausted",
-        "RetryGaveUp",
-        "RetrySucceeded",
-        "SlowCall",
-        "StaleServed",
-        "StateTransition",
-    ),
-    "events",
-)
-"""Names that left the root for a public submodule: still served, with a warning."""
-
-
 def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
-        if name in _MOVED:
-            return _moved(name)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        moved = _moved(name)
+        if moved is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return moved
     value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
     globals()[name] = value  # from now on a plain module attribute
     return value
@@ -176,12 +151,17 @@ def __dir__() -> list[str]:
 
 
 def _moved(name: str) -> Any:
-    # Not cached in globals(): every old-style import keeps warning until it is changed.
-    new_home = f"{__name__}.{_MOVED[name]}"
+    """An event type that left the root for ``stalwart.events``, with a warning; None for
+    any other name. Not cached in globals(): every old-style import warns until changed."""
+    if not name[:1].isupper():
+        return None  # a submodule being imported, or a dunder: never an event type (a class)
+    events = importlib.import_module(f"{__name__}.events")
+    if name not in events.__all__:
+        return None
     warnings.warn(
-        f"stalwart.{name} moved to {new_home}: import it from there"
-        f" (from {new_home} import {name})",
+        f"stalwart.{name} moved to stalwart.events: import it from there"
+        f" (from stalwart.events import {name})",
         DeprecationWarning,
         stacklevel=3,
     )
-    return getattr(importlib.import_module(new_home), name)
+    return getattr(events, name)
