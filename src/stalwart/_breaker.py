@@ -20,13 +20,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, ParamSpec, TypedDict, TypeVar, Unpack
 
 from ._backoff import default_retry_after
-from ._clock import Clock
-from ._errors import BulkheadFullError, CircuitOpenError, ConfigError, RateLimitedError
+from ._clock import Clock, alarms_of
+from ._errors import BulkheadFullError, CircuitOpenError, ConfigError, Countdown, RateLimitedError
 from ._events import (
     CallFailed,
     CallIgnored,
@@ -101,7 +102,6 @@ _LOCAL_REJECTIONS = (BulkheadFullError, RateLimitedError, CircuitOpenError)
 _CLOSED, _OPEN, _HALF_OPEN = State.CLOSED, State.OPEN, State.HALF_OPEN
 _DISABLED, _FORCED_OPEN = State.DISABLED, State.FORCED_OPEN
 _REJECTED = -1
-_NEVER = float("-inf")  # _reject_until unless plainly open: the drivers ask _acquire
 _UNTRACKED = 0  # disabled pass-through: totals only
 _ENV_TRUE = ("1", "true", "yes", "on")
 _ENV_FALSE = ("", "0", "false", "no", "off")
@@ -655,6 +655,17 @@ def _call_timer(breaker: CircuitBreaker, call_timeout: float | None) -> Timeout 
     return timer
 
 
+def _waker(breaker: CircuitBreaker, deadline: float) -> Callable[[], None]:
+    """The alarm callback; it does not keep a breaker nobody else holds alive."""
+    ref = weakref.ref(breaker)
+
+    def wake() -> None:
+        if (alive := ref()) is not None:
+            alive._wake(deadline)
+
+    return wake
+
+
 class CircuitBreaker(Guarded):
     """Stops calling a dependency that keeps failing, and tests its recovery carefully.
 
@@ -669,7 +680,8 @@ class CircuitBreaker(Guarded):
     # The drivers read these on every call.
     _fast: int | None
     _dirty: bool
-    _reject_until: float
+    _refusing: bool
+    _remaining: Countdown | None
     _Rejection = CircuitOpenError
 
     def __init__(
@@ -707,7 +719,11 @@ class CircuitBreaker(Guarded):
         )
         self._fast = None
         self._dirty = False
-        self._reject_until = _NEVER
+        # Refusing without a clock read needs an alarm at the end of each open period.
+        self._alarm = alarms_of(self._clock)
+        self._refusing = False
+        self._remaining = None
+        self._armed: float | None = None  # the deadline an alarm is set for
         self._hub = EventHub()
         self._hub.watch(self._refresh)
         self._refresh_fast()
@@ -1039,9 +1055,29 @@ class CircuitBreaker(Guarded):
         self._dirty = core.consecutive_failures > 0
         ok = self._fast_eligible and state is _CLOSED and not hub.calls
         self._fast = core.epoch if ok else None
-        # Plainly open (a server hint may stretch it without a transition) and nobody
-        # listening for rejections: the drivers refuse inline. Otherwise they ask _acquire.
-        self._reject_until = core.open_until if state is _OPEN and not hub.rejections else _NEVER
+        # Plainly open and nobody listening for rejections: the drivers refuse inline, with
+        # no clock read, until the alarm at the period's end (a server hint may stretch it
+        # without a transition; the alarm then finds it later and sets another).
+        # Otherwise, or on a clock without alarms, they ask _acquire.
+        refusing = False
+        if state is _OPEN and not hub.rejections and self._alarm is not None:
+            until = core.open_until
+            if self._monotonic() < until:
+                refusing = True
+                if self._armed != until:
+                    self._armed = until
+                    self._remaining = Countdown(until, self._monotonic)
+                    self._alarm(until, _waker(self, until))
+        if not refusing:
+            self._armed = None
+        self._refusing = refusing
+
+    def _wake(self, deadline: float) -> None:
+        """An alarm: the open period that ends at ``deadline`` may be over."""
+        with self._lock:
+            if self._armed == deadline:
+                self._armed = None
+            self._refresh_fast()
 
     def _refresh(self) -> None:
         # Listener sets changed (possibly from another thread): recompute under the lock.

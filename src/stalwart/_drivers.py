@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import inspect
 import queue
 import threading
@@ -25,6 +24,7 @@ from typing import Any, ParamSpec, Protocol, TypeGuard, TypeVar, cast
 from ._clock import Clock
 from ._errors import ConfigError, DeadlineExceeded, Rejected
 from ._testmode import cap_timeout
+from ._wrappers import build
 
 __all__ = (
     "Guard",
@@ -71,9 +71,12 @@ class Guard(Protocol):
     """True when a fast-path success must still be reported to the core."""
     _successes: Iterator[int]
     """Counter a fast-path success advances."""
-    _reject_until: float
-    """Before this monotonic time the drivers refuse a call without asking (-inf: ask
-    ``_acquire``, which refuses, counts and tells the listeners itself)."""
+    _refusing: bool
+    """True while the drivers refuse a call without asking (plainly open, nobody listening
+    for rejections); the guard turns it off when that ends, by an alarm if by time alone.
+    False: ask ``_acquire``, which refuses, counts and tells the listeners itself."""
+    _remaining: object
+    """While refusing, the refusal's ``retry_in``: a ``Countdown`` to the end of the period."""
     _rejections: Iterator[int]
     """Counter a call the drivers refuse advances."""
 
@@ -120,9 +123,9 @@ def decorate(guard: Guard, fn: Callable[P, R]) -> Callable[P, R]:
             f"{fn!r} is a generator function: calling it runs nothing, so its outcome cannot "
             "be judged. Protect the calls it makes instead.",
         )
-    if is_async_callable(fn):
-        return cast("Callable[P, R]", _async_wrapper(guard, fn))
-    return _sync_wrapper(guard, fn)
+    is_async = is_async_callable(fn)
+    run = run_async if is_async else run_sync
+    return cast("Callable[P, R]", build(guard, fn, is_async=is_async, run=run, permit=_permit))
 
 
 def is_async_callable(fn: object) -> TypeGuard[Callable[..., Awaitable[Any]]]:
@@ -131,69 +134,6 @@ def is_async_callable(fn: object) -> TypeGuard[Callable[..., Awaitable[Any]]]:
     # called like a function but returns a coroutine, so it needs the async wrapper.
     dunder_call = getattr(type(fn), "__call__", None)  # noqa: B004
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(dunder_call)
-
-
-def _sync_wrapper(guard: Guard, fn: Callable[P, R]) -> Callable[P, R]:
-    successes, rejections, now, rejection, name = _bound(guard)
-    bare: Callable[..., R] = fn  # called with positional arguments only
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        ticket = guard._fast
-        if ticket is None:
-            # Plainly refusing (open, nobody listening): count and raise right here, where
-            # the user's call stands. Each frame a raised exception crosses costs ~100 ns.
-            if (at := now()) < (until := guard._reject_until):
-                next(rejections)
-                raise rejection(name, until - at)
-            return run_sync(guard, fn, _permit(guard), args, kwargs)
-        # Fast path (closed, nobody timing calls): no clock reads, no lock on success.
-        try:
-            # `fn(*args, **kwargs)` copies kwargs into a new dict on every call.
-            result = fn(*args, **kwargs) if kwargs else bare(*args)
-        except BaseException as exc:
-            guard._settle_exception(ticket, exc, 0.0)
-            raise
-        next(successes)
-        if guard._dirty:
-            guard._settle_success(ticket, 0.0, counted=True)
-        return result
-
-    return wrapper
-
-
-def _async_wrapper(guard: Guard, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    # The sync wrapper, awaiting the call. The refusal stays inline in both rather than in a
-    # shared helper: the helper's frame added ~20 % to a rejection (bench/RESULTS.md).
-    successes, rejections, now, rejection, name = _bound(guard)
-    bare: Callable[..., Awaitable[R]] = fn
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        ticket = guard._fast
-        if ticket is None:
-            if (at := now()) < (until := guard._reject_until):
-                next(rejections)
-                raise rejection(name, until - at)
-            return await run_async(guard, fn, _permit(guard), args, kwargs)
-        try:
-            result = await (fn(*args, **kwargs) if kwargs else bare(*args))
-        except BaseException as exc:
-            guard._settle_exception(ticket, exc, 0.0)
-            raise
-        next(successes)
-        if guard._dirty:
-            guard._settle_success(ticket, 0.0, counted=True)
-        return result
-
-    return wrapper
-
-
-def _bound(
-    guard: Guard,
-) -> tuple[Iterator[int], Iterator[int], Callable[[], float], type[Rejected], str]:
-    """What a wrapper reads on every call, bound once as closure locals."""
-    return guard._successes, guard._rejections, guard._clock.monotonic, guard._Rejection, guard.name
 
 
 def call_sync(guard: Guard, fn: Callable[..., R], args: Any, kwargs: Any) -> R:

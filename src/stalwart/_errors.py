@@ -12,15 +12,20 @@ through unchanged. It owns only its rejections and configuration errors::
         └── DeadlineExceeded   (also a TimeoutError) the time budget ran out
 
 Every rejection carries ``name`` (the strategy instance that refused) and ``retry_in``
-(seconds until it is worth trying again, or ``None`` when unknown).
+(seconds until it is worth trying again, or ``None`` when unknown). An open breaker
+raises its rejections with a ``Countdown`` in that place, read (once) when asked.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 __all__ = (
     "BulkheadFullError",
     "CircuitOpenError",
     "ConfigError",
+    "Countdown",
     "DeadlineExceeded",
     "RateLimitedError",
     "Rejected",
@@ -61,6 +66,11 @@ class Rejected(StalwartError):
     def retry_in(self) -> float | None:
         """Seconds until trying again is worthwhile; None when unknown."""
         value = self.args[1] if len(self.args) > 1 else None
+        if type(value) is Countdown:
+            # Raised with the open period's countdown rather than a clock read: worked out
+            # on first reading, then kept, so the value no longer moves.
+            value = float(value)
+            self.args = (self.args[0], value, *self.args[2:])
         return None if value is None else float(value)
 
     @property
@@ -113,3 +123,26 @@ class DeadlineExceeded(Rejected, TimeoutError):
 
     def _what(self) -> str:
         return "deadline exceeded"
+
+
+class Countdown:
+    """Seconds left until ``deadline`` on ``monotonic``, worked out when read (never < 0).
+
+    An open breaker builds one per open period; its rejections carry it as ``retry_in``
+    instead of reading the clock on every refused call. It pickles as a plain float.
+    """
+
+    __slots__ = ("_monotonic", "deadline")
+
+    def __init__(self, deadline: float, monotonic: Callable[[], float]) -> None:
+        self.deadline = deadline
+        self._monotonic = monotonic
+
+    def __float__(self) -> float:
+        return max(0.0, self.deadline - self._monotonic())
+
+    def __repr__(self) -> str:
+        return repr(float(self))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (float, (float(self),))

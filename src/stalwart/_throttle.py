@@ -165,7 +165,8 @@ class AdaptiveThrottle(Guarded):
     # The drivers' protocol (_drivers.Guard): no fast path, nothing refused by time alone.
     _fast: int | None = None
     _dirty = False
-    _reject_until = -math.inf
+    _refusing = False
+    _remaining = None
     _Rejection = RateLimitedError
 
     def __init__(

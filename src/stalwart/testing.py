@@ -1,14 +1,17 @@
 """Helpers for testing code that uses stalwart, without real waiting.
 
 ``FakeClock`` replaces the system clock in any strategy (``clock=``): time stands still
-until advanced by hand or by sleeping on it, and sleeping returns at once.
+until advanced by hand or by sleeping on it, and sleeping returns at once. Alarms set on
+it (``call_at``) run in the thread that moves time past them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from . import _testmode, _validate
@@ -23,12 +26,18 @@ class FakeClock:
     Monotonic time starts at ``start`` (0.0); wall time starts at ``wall_start`` and moves
     with it. ``sleeps`` lists every duration slept, in order, sync and async alike.
     Safe to share between threads.
+
+    ``call_at(deadline, callback)`` sets an alarm: it runs in whichever thread's
+    ``advance`` or sleep moves time to ``deadline`` or past it, in deadline order, once
+    that move is done. This is how an open breaker learns its open period has ended.
     """
 
     def __init__(self, start: float = 0.0, *, wall_start: float = 1_700_000_000.0) -> None:
         self._now = float(start)
         self._wall_offset = wall_start - self._now
         self._lock = threading.Lock()
+        self._alarms: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = itertools.count()
         self.sleeps: list[float] = []
 
     def monotonic(self) -> float:
@@ -43,6 +52,22 @@ class FakeClock:
             raise ValueError(f"a clock cannot go back: advance({seconds})")
         with self._lock:
             self._now += seconds
+        self._ring()
+
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> None:
+        """Run ``callback()`` when time next moves to ``deadline`` or beyond (an alarm
+        already due runs at the next move, even ``advance(0)``, never inside this call)."""
+        with self._lock:
+            heapq.heappush(self._alarms, (deadline, next(self._order), callback))
+
+    def _ring(self) -> None:
+        """Run the alarms that are due, outside the lock (they may set new ones)."""
+        while True:
+            with self._lock:
+                if not self._alarms or self._alarms[0][0] > self._now:
+                    return
+                callback = heapq.heappop(self._alarms)[2]
+            callback()
 
     def sleep(self, seconds: float) -> None:
         """Record the sleep and advance by it, returning at once (negative: ValueError,
@@ -52,6 +77,7 @@ class FakeClock:
         with self._lock:
             self.sleeps.append(seconds)
             self._now += seconds
+        self._ring()
 
     async def asleep(self, seconds: float) -> None:
         """Record and advance like :meth:`sleep` (negative counts as 0, as
@@ -60,6 +86,7 @@ class FakeClock:
         with self._lock:
             self.sleeps.append(seconds)
             self._now += seconds
+        self._ring()
         await asyncio.sleep(0)
 
     def __repr__(self) -> str:
