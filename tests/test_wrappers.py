@@ -204,3 +204,20 @@ def test_a_countdown_is_read_once_then_kept_and_pickles_as_a_float() -> None:
     again = pickle.loads(pickle.dumps(CircuitOpenError("c", Countdown(10.0, clock.monotonic))))
     assert again.args == ("c", 2.0)
     assert float(Countdown(1.0, clock.monotonic)) == 0.0  # never negative
+
+
+def test_a_forked_child_still_wakes_a_breaker_opened_before_the_fork() -> None:
+    import os
+
+    breaker = CircuitBreaker("fork", failure_threshold=1, recovery_timeout=0.2)
+    with pytest.raises(Boom):
+        breaker.call(lambda: (_ for _ in ()).throw(Boom()))
+    assert breaker._refusing is True
+    pid = os.fork()
+    if pid == 0:  # the child: the alarm thread did not survive the fork, its alarm did
+        deadline = time.monotonic() + 5
+        while breaker._refusing and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os._exit(0 if not breaker._refusing else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
